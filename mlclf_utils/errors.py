@@ -1,0 +1,58 @@
+"""Errors that tell the user where their input went wrong.
+
+Every error raised for bad input names the place: a file, a row, a column or a parameter.
+A bare ``KeyError`` from pandas deep inside a notebook teaches nothing, so the stages raise
+these instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class MlclfError(Exception):
+    """Base class, so callers can catch everything this package raises on purpose."""
+
+
+class DataError(MlclfError, ValueError):
+    """Bad input data; the message says where (file, row, column)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        rows: Sequence[int] | None = None,
+        column: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.file = file
+        self.rows = list(rows) if rows is not None else None
+        self.column = column
+        self.hint = hint
+        where = []
+        if file is not None:
+            where.append(f"file {file!s}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows[:10])
+            more = f" and {len(self.rows) - 10} more" if len(self.rows) > 10 else ""
+            where.append(f"row{'s' if len(self.rows) > 1 else ''} {shown}{more}")
+        text = f"{'; '.join(where)}: {message}" if where else message
+        if hint:
+            text += f"\n  -> {hint}"
+        super().__init__(text)
+
+
+class ParameterError(MlclfError, ValueError):
+    """A parameter has a bad value; raised before any work starts."""
+
+    def __init__(self, name: str, value: object, message: str) -> None:
+        self.name = name
+        self.value = value
+        super().__init__(f"parameter {name}={value!r}: {message}")
+
+
+class SetupError(MlclfError, RuntimeError):
+    """Something outside Python is missing (apt lists, the network); says what to run."""
