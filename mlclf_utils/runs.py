@@ -29,9 +29,14 @@ TRACKED_PACKAGES = (
 
 
 def project_root(start: Path | None = None) -> Path | None:
-    """The checkout this code runs from (the folder with pyproject.toml), if any."""
+    """The checkout in use: found from the working directory, else from this package's home.
+
+    An editable install (``pip install -e .``) lives in the checkout, so the pipeline works
+    from any directory; a wheel install has no checkout and gets None.
+    """
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
+    package_home = Path(__file__).resolve().parents[1]
+    for folder in (here, *here.parents, package_home):
         if (folder / "pyproject.toml").exists() and (folder / "mlclf_utils").is_dir():
             return folder
     return None

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .errors import DataError, ParameterError, SetupError
 from .labels import LabelPolicy, detect_wrong_separator, parse_labels
+from .runs import project_root
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 EMPTY_POLICIES = ("error", "drop")
@@ -69,11 +70,28 @@ def load_source(
     )
 
 
-def _read_file(source: str, *, encoding: str, label_sep: str) -> tuple[pd.DataFrame, str]:
+def resolve_path(source: str) -> Path:
+    """A relative path is looked up in the working directory, then in the checkout's root.
+
+    Notebooks run with notebooks/ (or tests/notebooks/) as their working directory, while
+    people think of paths from the repository root; both spellings work.
+    """
     path = Path(source).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    root = project_root()
+    if root is not None and (root / path).exists():
+        return root / path
+    return path
+
+
+def _read_file(source: str, *, encoding: str, label_sep: str) -> tuple[pd.DataFrame, str]:
+    path = resolve_path(source)
     if not path.exists():
+        root = project_root()
+        tried = f" (looked in {Path.cwd()}" + (f" and {root})" if root else ")")
         raise DataError(
-            "file not found",
+            "file not found" + ("" if path.is_absolute() else tried),
             file=str(path),
             hint="give a CSV, TSV, JSONL or Parquet path, 'hf:<name>', or 'debtags' for the demo",
         )

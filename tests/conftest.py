@@ -43,3 +43,10 @@ def runs_root(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "runs"
     monkeypatch.setenv("MLCLF_RUNS_DIR", str(root))
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    # nbval items (the reference notebooks) are notebook tests too.
+    for item in items:
+        if str(item.fspath).endswith(".ipynb"):
+            item.add_marker(pytest.mark.notebooks)

@@ -181,3 +181,12 @@ def test_subsample_is_reproducible_and_counted():
     assert subsample(df, None)[0].equals(df)
     with pytest.raises(ParameterError, match="sample_size"):
         subsample(df, -1)
+
+
+def test_relative_paths_are_found_from_the_repository_root_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    table, _ = load_source("tests/fixtures/smoke_packages.csv", text_column="description",
+                           labels_column="tags")
+    assert len(table) == 401
+    with pytest.raises(DataError, match=r"file not found \(looked in .* and "):
+        load_source("tests/fixtures/absent.csv")

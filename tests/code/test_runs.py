@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pytest
+
+from mlclf_utils import runs
+from mlclf_utils.errors import MlclfError, ParameterError
+
+
+def test_each_new_run_gets_its_own_directory_and_latest_follows(runs_root):
+    first = runs.new_run_dir()
+    second = runs.new_run_dir()
+    assert first != second and first.parent == second.parent == runs_root
+    assert runs.latest_run_dir() == second
+
+
+def test_stage_01_without_run_dir_starts_a_new_run_and_later_stages_reuse_it(runs_root):
+    run = runs.resolve_run_dir(None, "01_preprocess")
+    assert runs.resolve_run_dir(None, "02_save_data") == run
+    assert runs.resolve_run_dir(None, "05_explain") == run
+    assert runs.resolve_run_dir(None, "01_preprocess") != run
+
+
+def test_later_stage_without_any_run_says_to_run_01(runs_root):
+    with pytest.raises(MlclfError, match="01_preprocess"):
+        runs.resolve_run_dir(None, "03_train")
+
+
+def test_explicit_run_dir(runs_root, tmp_path):
+    assert runs.resolve_run_dir(tmp_path / "mine", "01_preprocess") == tmp_path / "mine"
+    with pytest.raises(ParameterError, match="run_dir"):
+        runs.resolve_run_dir(tmp_path / "absent", "02_save_data")
+    with pytest.raises(ParameterError, match="stage"):
+        runs.resolve_run_dir(None, "06_party")
+
+
+def test_stage_dir_never_overwrites(tmp_path):
+    folder = runs.stage_dir(tmp_path, "01_preprocess")
+    runs.stage_dir(tmp_path, "01_preprocess")  # still empty: fine
+    (folder / "processed.parquet").write_text("x")
+    with pytest.raises(MlclfError, match="never overwrites"):
+        runs.stage_dir(tmp_path, "01_preprocess")
+    with pytest.raises(MlclfError, match="run the 02_save_data stage first"):
+        runs.stage_dir(tmp_path, "02_save_data", create=False)
+
+
+def test_write_json_handles_numpy_and_leaves_no_temp_files(tmp_path):
+    path = runs.write_json(tmp_path / "r.json", {"n": np.int64(3), "x": np.float32(0.5),
+                                                 "a": np.arange(2), "p": tmp_path})
+    assert json.loads(path.read_text()) == {"n": 3, "x": 0.5, "a": [0, 1], "p": str(tmp_path)}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_manifest_helpers():
+    versions = runs.package_versions()
+    assert versions["torch"].startswith("2.13.0") and versions["python"].startswith("3.11")
+    git = runs.git_commit()
+    assert set(git) == {"commit", "dirty"}
