@@ -247,7 +247,9 @@ class LabelMap:
     def from_table(cls, df: pd.DataFrame) -> "LabelMap":
         names = sorted({name for labels in _label_lists(df) for name in labels})
         if not names:
-            raise DataError("no labels in the table: every row has an empty list", column=LABEL_COLUMN)
+            raise DataError(
+                "no labels in the table: every row has an empty list", column=LABEL_COLUMN
+            )
         return cls(names)
 
     @property
@@ -523,7 +525,9 @@ def quality_report(
 
     empty_rows = [ids[i] for i, row in enumerate(labels) if not row]
     kept_labels = [[x for x in row if x not in rare] for row in labels]
-    emptied_rows = [ids[i] for i, (old, new) in enumerate(zip(labels, kept_labels)) if old and not new]
+    emptied_rows = [
+        ids[i] for i, (old, new) in enumerate(zip(labels, kept_labels)) if old and not new
+    ]
     keep = np.array([bool(row) or not drop_empty for row in kept_labels], dtype=bool)
 
     out = df.loc[keep].copy()

@@ -259,7 +259,11 @@ def _to_common_table(
     for n, value in zip(row_numbers, raw_labels):
         if label_names is not None and isinstance(value, (list, tuple, np.ndarray)):
             value = [label_names[int(i)] if not isinstance(i, str) else i for i in value]
-        parsed.append(parse_labels(value, policy, where=f"{where} row {n} column {labels_column!r}"))
+        try:
+            parsed.append(parse_labels(value, policy))
+        except DataError as exc:
+            message = str(exc).split("\n")[0]
+            raise DataError(message, file=where, column=labels_column, rows=[n]) from None
     empty_labels = [n for n, labels in zip(row_numbers, parsed) if not labels]
 
     report: dict = {"source": where, "rows_read": len(raw)}

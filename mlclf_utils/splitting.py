@@ -217,7 +217,8 @@ def _frequencies(
         data[f"share_{key}"] = share
         shares.append(share)
     freq = pd.DataFrame(data, index=pd.Index(names, name="label"))
-    freq = freq[[f"count_{k}" for k in ("all",) + SPLITS] + [f"share_{k}" for k in ("all",) + SPLITS]]
+    keys = ("all",) + SPLITS
+    freq = freq[[f"count_{k}" for k in keys] + [f"share_{k}" for k in keys]]
     dev = np.abs(np.column_stack(shares[1:]) - shares[0][:, None]) * 100.0
     k, s = np.unravel_index(int(np.nanargmax(dev)), dev.shape)
     worst = {"label": names[k], "split": SPLITS[s], "deviation_pp": round(float(dev[k, s]), 3)}

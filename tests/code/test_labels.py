@@ -238,7 +238,8 @@ def test_label_map_json_round_trip_keeps_order(tmp_path):
     path = tmp_path / "label_map.json"
     lm = LabelMap(["zeta", "alpha", "ünïcode"])
     lm.to_json(path)
-    assert json.loads(path.read_text(encoding="utf-8")) == {"labels": ["zeta", "alpha", "ünïcode"]}
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    assert saved == {"labels": ["zeta", "alpha", "ünïcode"]}
     back = LabelMap.from_json(str(path))
     assert back == lm
     assert back.names == ["zeta", "alpha", "ünïcode"]
@@ -344,7 +345,12 @@ def test_quality_report_hand_worked():
         }
     ]
     assert rep.implication_violations.to_dict("records") == [
-        {"source_id": "f:5", "text_preview": "delta", "antecedent": "python", "missing_label": "devel"}
+        {
+            "source_id": "f:5",
+            "text_preview": "delta",
+            "antecedent": "python",
+            "missing_label": "devel",
+        }
     ]
 
     # only the 'alpha' texts disagree; the two 'iota' rows agree and are not a conflict
@@ -441,7 +447,11 @@ def test_quality_report_is_fast_on_a_debian_sized_table():
     picks = rng.choice(k, size=(n, 2), p=weights)
     labels = [sorted({names[a], names[b]}) for a, b in picks]
     df = pd.DataFrame(
-        {"text": [f"t{i}" for i in range(n)], "labels": labels, "source_id": [str(i) for i in range(n)]}
+        {
+            "text": [f"t{i}" for i in range(n)],
+            "labels": labels,
+            "source_id": [str(i) for i in range(n)],
+        }
     )
     start = time.perf_counter()
     quality_report(df, min_label_count=5)

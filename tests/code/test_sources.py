@@ -190,3 +190,10 @@ def test_relative_paths_are_found_from_the_repository_root_too(tmp_path, monkeyp
     assert len(table) == 401
     with pytest.raises(DataError, match=r"file not found \(looked in .* and "):
         load_source("tests/fixtures/absent.csv")
+
+
+def test_non_string_label_items_name_file_row_and_column(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "ok", "labels": ["a"]}\n{"text": "x", "labels": ["a", 3]}\n')
+    with pytest.raises(DataError, match=r"d\.jsonl; column 'labels'; row 2: every label must be a string"):
+        load_source(str(path))

@@ -133,8 +133,9 @@ def test_report_frequencies_and_summary(medium):
         assert freq.loc["L0", f"count_{split}"] == n_l0
         assert freq.loc["L0", f"share_{split}"] == pytest.approx(n_l0 / len(in_split))
     # the worst deviation is the largest |share in split - share overall|, in points
-    dev = (freq[["share_train", "share_validation", "share_test"]].sub(freq["share_all"], axis=0)).abs()
-    assert rep.worst_deviation["deviation_pp"] == pytest.approx(dev.to_numpy().max() * 100, abs=1e-3)
+    shares = freq[["share_train", "share_validation", "share_test"]]
+    dev = shares.sub(freq["share_all"], axis=0).abs().to_numpy().max() * 100
+    assert rep.worst_deviation["deviation_pp"] == pytest.approx(dev, abs=1e-3)
     summary = rep.summary()
     json.dumps(summary)
     assert summary["rows"] == len(df)
