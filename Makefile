@@ -15,7 +15,7 @@ export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export MPLBACKEND ?= Agg
 
-.PHONY: install apt-lists demo-data run test test-fast refresh-references notebooks lock clean-venv
+.PHONY: install apt-lists demo-data run test test-fast refresh-references notebooks bench lock clean-venv
 
 install: $(STAMP)
 
@@ -60,3 +60,8 @@ clean-venv:
 # so readers see real outputs on GitHub. 01 starts a new run; the later stages pick it up.
 notebooks: demo-data
 	for nb in notebooks/0*.ipynb; do $(PY) -m papermill --cwd notebooks --no-progress-bar "$$nb" "$$nb" || exit 1; done
+
+# Re-measure the benchmarks on this machine and regenerate docs/benchmarks.md from the results.
+bench: demo-data
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/report.py

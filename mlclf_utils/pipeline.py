@@ -51,9 +51,14 @@ def load_params_file(path: str | Path | None) -> dict:
 
 
 def check_parameters(params: dict, notebooks: list[Path]) -> dict[Path, dict]:
-    """Split the parameters among notebooks; a name that no notebook takes is an error."""
-    accepted = {nb: notebook_parameters(nb) for nb in notebooks}
-    known = set().union(*(set(p) for p in accepted.values())) if accepted else set()
+    """Split the parameters among notebooks; a name that no stage notebook takes is an error.
+
+    Names are checked against every stage, not only the ones run now, so that one parameter
+    file serves a run of any subset of the stages.
+    """
+    every = {nb: notebook_parameters(nb) for nb in {*notebooks, *stage_notebooks(notebooks[0].parent)}}
+    accepted = {nb: every[nb] for nb in notebooks}
+    known = set().union(*(set(p) for p in every.values())) if every else set()
     unknown = sorted(set(params) - known - RUNNER_PARAMETERS)
     if unknown:
         raise ParameterError("parameters", unknown,
