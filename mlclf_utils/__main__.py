@@ -1,4 +1,4 @@
-"""Command line: ``python -m mlclf_utils {run,demo-data,refresh-references}``."""
+"""Command line: ``python -m mlclf_utils {run,demo-data,refresh-references,predict}``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,32 @@ def _parse_value(text: str):
     return yaml.safe_load(text)
 
 
+def _predict(args) -> None:
+    """TEXT arguments or --input FILE in; CSV or JSONL out, to stdout or --output."""
+    from .errors import ParameterError
+    from .predict import Classifier, output_format, read_texts, write_predictions
+
+    if args.texts and args.input:
+        raise ParameterError("--input", args.input, "give TEXT arguments or --input, not both")
+    if not args.texts and not args.input:
+        raise ParameterError("TEXT", None, "give texts to classify, or --input FILE")
+    fmt = output_format(args.output, args.format)
+    if args.input:
+        texts, skipped = read_texts(args.input, text_column=args.text_column)
+        if skipped:
+            print(f"skipped {skipped} blank line(s) of {args.input}", file=sys.stderr)
+    else:
+        texts = args.texts
+    classifier = Classifier.load(args.model, quantize=args.quantize)
+    predictions = classifier.predict(texts, batch_size=args.batch_size)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            write_predictions(texts, predictions, classifier.labels, out, fmt)
+        print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
+    else:
+        write_predictions(texts, predictions, classifier.labels, sys.stdout, fmt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlclf_utils")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -31,6 +57,19 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("refresh-references",
                    help="re-execute tests/notebooks/ references with configs/smoke.yaml")
+
+    pred = sub.add_parser("predict", help="classify texts with a model bundle")
+    pred.add_argument("--model", required=True, metavar="DIR", help="a bundle folder (04's bundle)")
+    pred.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    pred.add_argument("--input", metavar="FILE",
+                      help=".txt (one text per line), .csv, .tsv, .jsonl or .parquet")
+    pred.add_argument("--text-column", default="text", help="the text column of --input")
+    pred.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    pred.add_argument("--format", choices=("csv", "jsonl"), default=None,
+                      help="default: from the --output suffix (.csv), else jsonl")
+    pred.add_argument("--batch-size", type=int, default=64)
+    pred.add_argument("--quantize", action="store_true",
+                      help="int8 dynamic quantization of the linear layers (CPU)")
 
     args = parser.parse_args(argv)
     try:
@@ -52,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
             for path in refresh_references():
                 print(f"refreshed {path}")
+        elif args.command == "predict":
+            _predict(args)
     except MlclfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

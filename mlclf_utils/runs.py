@@ -118,9 +118,26 @@ def write_json(path: str | Path, payload) -> Path:
     """Write JSON atomically, so a crashed run never leaves half a file behind."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
+    text = json.dumps(_finite(payload), indent=2, sort_keys=False, default=_json_default,
+                      allow_nan=False)
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
     return path
+
+
+def _finite(value):
+    """NaN and infinity become null: strict JSON readers reject the bare tokens."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def read_json(path: str | Path):

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="alias, local directory or Hub id (default: the packaged all-MiniLM-L6-v2)")
     add("--epochs", type=float, default=3)
     add("--learning_rate", "--lr", type=float, default=5e-5)
+    add("--head_learning_rate", type=_optional_float, default=None,
+        help="learning rate of the new classification head (and pooler); None = learning_rate")
     add("--batch_size", type=int, default=32)
     add("--eval_batch_size", type=int, default=64)
     add("--max_length", type=int, default=128,
@@ -110,6 +112,8 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     checks = [
         ("learning_rate", args.learning_rate > 0 and math.isfinite(args.learning_rate), "must be > 0"),
         ("epochs", args.epochs > 0, "must be > 0"),
+        ("head_learning_rate", args.head_learning_rate is None or args.head_learning_rate > 0,
+         "must be > 0 or None"),
         ("batch_size", args.batch_size > 0, "must be > 0"),
         ("eval_batch_size", args.eval_batch_size > 0, "must be > 0"),
         ("max_length", args.max_length >= 8, "must be >= 8"),
@@ -200,8 +204,22 @@ def compute_metrics(eval_pred) -> dict:
     }
 
 
+def head_parameter_names(model) -> set[str]:
+    """Parameters outside the pretrained encoder (the new head), plus the encoder's pooler.
+
+    Found through ``base_model`` rather than architecture names, so BERT's ``classifier`` and
+    DistilBERT's ``pre_classifier``/``classifier`` are both covered. The pooler is included
+    because sentence-embedding checkpoints (all-MiniLM) never trained it.
+    """
+    base = {id(p) for p in model.base_model.parameters()}
+    pooler = getattr(model.base_model, "pooler", None)
+    pooled = {id(p) for p in pooler.parameters()} if pooler is not None else set()
+    return {name for name, p in model.named_parameters() if id(p) not in base or id(p) in pooled}
+
+
 def make_trainer_class():
     """Built lazily so that importing this module (for argparse) stays cheap."""
+    import torch
     from transformers import Trainer
 
     from mlclf_utils.loss import WeightedBCEWithLogits
@@ -209,13 +227,37 @@ def make_trainer_class():
     class WeightedBCETrainer(Trainer):
         """Trainer whose loss is BCE-with-logits with per-class positive weights."""
 
-        def __init__(self, *args, pos_weight, **kwargs):
+        def __init__(self, *args, pos_weight, head_learning_rate=None, **kwargs):
+            self.head_learning_rate = head_learning_rate
             super().__init__(*args, **kwargs)
             self.loss_fn = WeightedBCEWithLogits(pos_weight)
             # Tokens fed to the model in training steps: real ones and all (with padding);
             # their ratio is the padding efficiency the throughput benchmark reports.
             self.real_tokens = 0
             self.padded_tokens = 0
+
+        def create_optimizer(self, model=None):
+            """AdamW with a separate learning rate for the freshly initialised head."""
+            if self.optimizer is not None or self.head_learning_rate is None:
+                return super().create_optimizer(model) if model is not None else super().create_optimizer()
+            model = model if model is not None else self.model
+            head = head_parameter_names(model)
+            groups = {}
+            for name, param in model.named_parameters():
+                if not param.requires_grad:
+                    continue
+                is_head = name in head
+                decay = not (name.endswith("bias") or "norm" in name.lower())
+                key = (is_head, decay)
+                groups.setdefault(key, []).append(param)
+            self.optimizer = torch.optim.AdamW(
+                [{"params": params, "lr": self.head_learning_rate if is_head else self.args.learning_rate,
+                  "weight_decay": self.args.weight_decay if decay else 0.0}
+                 for (is_head, decay), params in groups.items()],
+                lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2),
+                eps=self.args.adam_epsilon,
+            )
+            return self.optimizer
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
@@ -347,6 +389,7 @@ def train(args: argparse.Namespace) -> dict:
         compute_metrics=compute_metrics,
         callbacks=callbacks,
         pos_weight=class_weights.weights_tensor(weights),
+        head_learning_rate=args.head_learning_rate,
     )
     resume = args.resume_from_checkpoint
     if resume == "latest":

@@ -56,3 +56,8 @@ def test_manifest_helpers():
     assert versions["torch"].startswith("2.13.0") and versions["python"].startswith("3.11")
     git = runs.git_commit()
     assert set(git) == {"commit", "dirty"}
+
+
+def test_write_json_turns_nan_into_null(tmp_path):
+    path = runs.write_json(tmp_path / "r.json", {"auc": float("nan"), "x": [np.float64("inf"), 1.5]})
+    assert json.loads(path.read_text()) == {"auc": None, "x": [None, 1.5]}
