@@ -1,0 +1,204 @@
+"""Explanation speed: mlclf's Explainer vs Captum's usual recipe, at the same convergence delta.
+
+    python benchmarks/explain_speed.py [--model-dir runs/<run-id>/03_train/model] [--n 40]
+
+Both explain the same (text, label) pairs of real demo texts with layer integrated gradients
+on the input embeddings, the same sigmoid target and the same [PAD] baseline. The baseline row
+is what tutorials do: every text padded to max_length=128 (pads masked out), 50 steps, all
+steps in one batch. mlclf explains each text at its own length, in internal batches of 16
+steps. A row with fewer steps counts only if its median |delta| is no larger than the
+baseline's (``delta_at_most_baseline``): being fast by being less exact is no win.
+
+Without --model-dir the packaged MiniLM gets a fresh head (seeded, spread out so the
+probabilities move): speed does not depend on training. Texts come from --run-dir's test split,
+else from the cached demo table (cleaned as 01 cleans). Writes
+benchmarks/results/explain_speed.json for benchmarks/report.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from common import write_result  # noqa: E402
+
+PLACEHOLDER_LABELS = [f"label_{i}" for i in range(8)]
+DELTA_SLACK = 1.1  # float32 noise makes "equal" deltas differ in the last digits
+
+
+def demo_texts(run_dir: str | None, n: int, seed: int) -> tuple[list[str], str]:
+    """n texts from a run's test split, or else from the cached demo table (cleaned)."""
+    rng = np.random.default_rng(seed)
+    if run_dir:
+        from mlclf_utils import dataset
+
+        split, _ = dataset.load_split(Path(run_dir) / dataset.STAGE / dataset.DATASET_DIR / "test")
+        texts = list(split["text"])
+        source = f"{run_dir} test split"
+    else:
+        from mlclf_utils import cleaning, debtags
+
+        table, _ = debtags.load_debtags()
+        config = cleaning.CleaningConfig()
+        texts = [cleaning.clean_text(t, config) for t in table["text"]]
+        source = "demo table (debtags, default label set), cleaned with the default config"
+    texts = [t for t in texts if t.strip()]
+    picked = rng.choice(len(texts), size=min(n, len(texts)), replace=False)
+    return [texts[i] for i in picked], source
+
+
+def load_model(model_dir: str | None, seed: int):
+    import torch
+
+    from mlclf_utils import models
+
+    if model_dir:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+        return model.eval(), AutoTokenizer.from_pretrained(model_dir), model_dir
+    torch.manual_seed(seed)
+    model = models.load_classifier(models.DEFAULT_MODEL, PLACEHOLDER_LABELS)
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.nn.init.normal_(head.weight, std=0.5)  # a fresh head scores everything ~0.5
+    return model.eval(), models.load_tokenizer(models.DEFAULT_MODEL), models.DEFAULT_MODEL + \
+        " (fresh head)"
+
+
+def captum_recipe(model, tokenizer, text: str, label: int, *, max_length: int, n_steps: int):
+    """The tutorial way: pad to max_length, one call with every step in a single batch."""
+    import torch
+    from captum.attr import LayerIntegratedGradients
+
+    encoded = tokenizer(text, padding="max_length", truncation=True, max_length=max_length,
+                        return_tensors="pt")
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    special = tokenizer.get_special_tokens_mask(ids[0].tolist(), already_has_special_tokens=True)
+    baseline = ids.clone()
+    baseline[0, [i for i, s in enumerate(special) if not s]] = tokenizer.pad_token_id
+
+    def forward(input_ids, attention_mask):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return torch.sigmoid(logits.float())[:, label]
+
+    lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
+    attributions, delta = lig.attribute(ids, baselines=baseline, additional_forward_args=(mask,),
+                                        n_steps=n_steps, return_convergence_delta=True)
+    real = int(mask.sum())
+    return attributions.sum(-1)[0, :real].detach().double().numpy(), float(delta[0])
+
+
+def timed(function, items):
+    outputs, seconds = [], []
+    for item in items:
+        start = time.perf_counter()
+        outputs.append(function(*item))
+        seconds.append(time.perf_counter() - start)
+    return outputs, np.asarray(seconds)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", default=None,
+                        help="a trained model folder (default: packaged MiniLM, fresh head)")
+    parser.add_argument("--run-dir", default=None, help="take texts from this run's test split")
+    parser.add_argument("--n", type=int, default=40, help="(text, label) pairs per variant")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--fewer-steps", type=int, default=32,
+                        help="also try the Explainer with this many steps (0: skip)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out",
+                        default=str(ROOT / "benchmarks" / "results" / "explain_speed.json"))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from mlclf_utils.attributions import Explainer
+
+    torch.set_num_threads(args.threads)
+    model, tokenizer, model_name = load_model(args.model_dir, args.seed)
+    texts, source = demo_texts(args.run_dir, args.n, args.seed)
+    n_labels = model.config.num_labels
+    items = [(text, i % n_labels) for i, text in enumerate(texts)]
+    lengths = [min(len(ids), args.max_length) for ids in tokenizer(texts)["input_ids"]]
+
+    def explainer_variant(n_steps, internal_batch_size):
+        explainer = Explainer(model, tokenizer, n_steps=n_steps, max_length=args.max_length,
+                              internal_batch_size=internal_batch_size)
+
+        def run(text, label):
+            with warnings.catch_warnings():  # truncation notices are expected here
+                warnings.simplefilter("ignore")
+                e = explainer.explain(text, label)
+            return e.token_attributions, e.delta
+        return run
+
+    def recipe(text, label):
+        return captum_recipe(model, tokenizer, text, label, max_length=args.max_length, n_steps=50)
+
+    variants = [("Captum recipe: pad to max_length, 50 steps, one batch (baseline)", 50, None,
+                 recipe),
+                ("mlclf Explainer: own length, 50 steps, internal batches of 16", 50, 16,
+                 explainer_variant(50, 16)),
+                ("mlclf Explainer: own length, 50 steps, one batch", 50, None,
+                 explainer_variant(50, None))]
+    if args.fewer_steps:
+        variants.append((f"mlclf Explainer: own length, {args.fewer_steps} steps, internal "
+                         "batches of 16", args.fewer_steps, 16,
+                         explainer_variant(args.fewer_steps, 16)))
+
+    rows, reference = [], None
+    short = np.asarray(lengths) <= 64
+    for name, n_steps, batch, function in variants:
+        function(*items[0])  # warm-up: first-call allocations are not explanation cost
+        outputs, seconds = timed(function, items)
+        deltas = np.abs([d for _, d in outputs])
+        row = {"variant": name, "n_steps": n_steps,
+               "internal_batch_size": batch if batch is not None else "none",
+               "seconds_per_explanation": round(float(seconds.mean()), 3),
+               "median_abs_delta": float(f"{np.median(deltas):.3g}"),
+               "max_abs_delta": float(f"{deltas.max():.3g}")}
+        if reference is None:
+            reference = (outputs, seconds, float(np.median(deltas)))
+        # Same function, same baseline: the attributions must agree whatever the recipe.
+        diffs = [np.abs(a - b).max() for (a, _), (b, _) in zip(outputs, reference[0])]
+        row["max_abs_attribution_diff_vs_baseline"] = float(f"{max(diffs):.3g}")
+        row["speedup"] = round(float(reference[1].sum() / seconds.sum()), 2)
+        row["speedup_texts_up_to_64_tokens"] = (
+            round(float(reference[1][short].sum() / seconds[short].sum()), 2) if short.any()
+            else None)
+        row["delta_at_most_baseline"] = bool(np.median(deltas) <= DELTA_SLACK * reference[2])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    result = {
+        "benchmark": "explain_speed",
+        "command": "python benchmarks/explain_speed.py " + " ".join(argv or sys.argv[1:]),
+        "model": model_name,
+        "texts": source,
+        "pairs": len(items),
+        "tokens_mean": round(float(np.mean(lengths)), 1),
+        "tokens_median": float(np.median(lengths)),
+        "texts_at_max_length": int(sum(n >= args.max_length for n in lengths)),
+        "max_length": args.max_length,
+        "rows": rows,
+    }
+    write_result(result, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

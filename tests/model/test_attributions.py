@@ -1,0 +1,244 @@
+"""Integrated-gradients explanations: completeness, word merging, the sigmoid target, bad input,
+and the three ways of showing them.
+
+The tiny DistilBERT is fitted for a second on a made-up task first: a random model's output
+hardly depends on its input, so F(text) - F(baseline) would be ~0 and completeness trivial.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from mlclf_utils import models
+from mlclf_utils.attributions import (Explainer, Explanation, captum_html, explanations_table,
+                                      plot_attributions)
+from mlclf_utils.errors import DataError, ParameterError
+
+LABELS = ["alpha", "beta", "gamma"]
+FILLER = "the a simple fast tool for program file data text user system library".split()
+TEXT = "a zorblat library for unbelievably quick graphics"  # zorblat, unbelievably: word pieces
+
+
+def _texts(n=160, seed=0):
+    rng = np.random.default_rng(seed)
+    texts, targets = [], []
+    for _ in range(n):
+        words = list(rng.choice(FILLER, size=int(rng.integers(3, 7))))
+        alpha, beta = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+        if alpha:
+            words.insert(int(rng.integers(0, len(words) + 1)), "zorblat")
+        if beta:
+            words.insert(int(rng.integers(0, len(words) + 1)), "lantern")
+        texts.append(" ".join(words))
+        targets.append([float(alpha), float(beta), float(alpha and beta)])
+    return texts, torch.tensor(targets)
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_model_dir):
+    """Tiny DistilBERT after a few quick epochs: alpha <-> "zorblat", beta <-> "lantern".
+
+    Fitted gently (probabilities well inside (0, 1)): a model that jumps from 0 to 1 within a
+    short stretch of the integration path needs far more steps to pass the completeness check.
+    """
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    tokenizer = models.load_tokenizer(models.TINY_MODEL)
+    model = models.load_classifier(models.TINY_MODEL, LABELS)
+    texts, y = _texts()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    model.train()
+    for _ in range(6):
+        for start in range(0, len(texts), 16):
+            batch = tokenizer(texts[start:start + 16], padding=True, return_tensors="pt")
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                model(**batch).logits, y[start:start + 16])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def explainer(fitted):
+    model, tokenizer = fitted
+    return Explainer(model, tokenizer, n_steps=50)
+
+
+def _check_completeness(e: Explanation, tolerance: float):
+    change = e.probability - e.baseline_probability
+    # Captum's delta is exactly this gap, so our probabilities and its forward agree ...
+    assert e.token_attributions.sum() - change == pytest.approx(e.delta, abs=1e-5)
+    # ... and the gap is small.
+    assert abs(e.token_attributions.sum() - change) <= tolerance * max(abs(change), 1e-2)
+    assert e.delta_ok
+
+
+@pytest.mark.parametrize("text, label", [("lantern tool", "beta"), ("zorblat lantern data", 2)])
+def test_completeness_tiny_distilbert(explainer, text, label):
+    e = explainer.explain(text, label)
+    assert e.probability - e.baseline_probability > 0.3  # a change worth explaining
+    _check_completeness(e, 1e-2)
+    # The baseline keeps [CLS]/[SEP], so the specials get exactly zero attribution.
+    assert e.token_attributions[0] == 0 and e.token_attributions[-1] == 0
+
+
+@pytest.mark.slow
+def test_completeness_minilm(minilm_dir):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = models.load_classifier(models.DEFAULT_MODEL, LABELS)
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.nn.init.normal_(head.weight, std=0.5)  # spread the scores away from 0.5
+    tokenizer = models.load_tokenizer(models.DEFAULT_MODEL)
+    text = "A command line tool to edit text files"
+    # 20 steps hold completeness to a few percent of the change (measured: 1.6 %) ...
+    quick = Explainer(model, tokenizer, n_steps=20, delta_tolerance=5e-2).explain(text, 1)
+    assert abs(quick.probability - quick.baseline_probability) > 1e-2
+    _check_completeness(quick, 5e-2)
+    # ... and the default 50 to about 1e-5 of it: Gauss-Legendre converges fast.
+    default = Explainer(model, tokenizer).explain(text, 1)
+    _check_completeness(default, 1e-3)
+    assert default.probability == pytest.approx(quick.probability, abs=1e-6)
+
+
+def test_word_merging(explainer):
+    e = explainer.explain(TEXT + " lantern 🦜!", "beta")
+    assert any(t.startswith("##") for t in e.tokens)
+    assert e.tokens[0] == "[CLS]" and e.tokens[-1] == "[SEP]"
+    assert len(e.tokens) == len(e.token_attributions)
+    assert e.words == TEXT.split() + ["lantern", "🦜", "!"]  # [UNK] is a word; no specials
+    assert len(e.words) == len(e.word_attributions)
+    assert e.word_attributions.sum() == pytest.approx(e.token_attributions.sum(), abs=1e-9)
+    pieces = [i for i, t in enumerate(e.tokens) if t in ("z", "##or", "##bla", "##t")]
+    assert e.word_attributions[1] == pytest.approx(e.token_attributions[pieces].sum())
+    assert e.top_words(1)[0][0] == "lantern"
+
+
+def test_words_keep_the_texts_spelling(explainer):
+    e = explainer.explain("Naïve ZORBLAT, C++", 0)
+    assert e.words == ["Naïve", "ZORBLAT", ",", "C", "+", "+"]
+
+
+def test_truncation_like_training(explainer):
+    long_text = " ".join(["zorblat"] + ["library"] * 40)
+    with pytest.warns(UserWarning, match="longer than max_length"):
+        e = Explainer(explainer.model, explainer.tokenizer, n_steps=8, max_length=12,
+                      delta_tolerance=1.0).explain(long_text, "alpha")
+    assert len(e.tokens) == 12 and e.tokens[-1] == "[SEP]"
+    assert e.words == ["zorblat"] + ["library"] * 6
+
+
+def test_target_is_one_labels_sigmoid(explainer, fitted):
+    model, tokenizer = fitted
+    with torch.no_grad():
+        logits = model(**tokenizer(TEXT, return_tensors="pt")).logits
+    a, b = explainer.explain(TEXT, "alpha"), explainer.explain(TEXT, 1)
+    assert a.probability == pytest.approx(float(torch.sigmoid(logits)[0, 0]), abs=1e-6)
+    assert b.probability == pytest.approx(float(torch.sigmoid(logits)[0, 1]), abs=1e-6)
+    assert (a.label, a.label_index, b.label, b.label_index) == ("alpha", 0, "beta", 1)
+    assert not np.allclose(a.token_attributions, b.token_attributions)
+    # Not a softmax: the labels' probabilities do not have to sum to one.
+    assert float(torch.sigmoid(logits).sum()) != pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("label, match", [(3, r"0\.\.2"), (-1, r"0\.\.2"), ("delta", "alpha"),
+                                          (True, "index"), (1.0, "index")])
+def test_bad_labels(explainer, label, match):
+    with pytest.raises(ParameterError, match=match):
+        explainer.explain(TEXT, label)
+
+
+@pytest.mark.parametrize("text", ["", "   \n", None])
+def test_bad_texts(explainer, text):
+    with pytest.raises(DataError):
+        explainer.explain(text, 0)
+
+
+class NoEmbeddings(torch.nn.Module):
+    """Looks like a transformers model, but has no input embeddings to attribute to."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+
+    def get_input_embeddings(self):
+        return None
+
+    def forward(self, **kwargs):
+        return self.inner(**kwargs)
+
+
+def test_model_without_input_embeddings(fitted):
+    model, tokenizer = fitted
+    with pytest.raises(ParameterError, match="NoEmbeddings.*get_input_embeddings"):
+        Explainer(NoEmbeddings(model), tokenizer)
+    with pytest.raises(ParameterError, match="Linear"):
+        Explainer(torch.nn.Linear(2, 2), tokenizer)
+
+
+def test_bad_parameters(fitted):
+    model, tokenizer = fitted
+    for kw in ({"n_steps": 0}, {"internal_batch_size": 0}, {"max_length": 0},
+               {"delta_tolerance": 0}, {"max_length": 10**5}):
+        with pytest.raises(ParameterError, match=next(iter(kw))):
+            Explainer(model, tokenizer, **kw)
+
+
+def test_unconverged_explanations_are_flagged(fitted):
+    model, tokenizer = fitted
+    rough = Explainer(model, tokenizer, n_steps=1, delta_tolerance=1e-6)
+    with pytest.warns(UserWarning, match="1 of 1 explanations fail the completeness check"):
+        e = rough.explain(TEXT, "alpha")
+    assert not e.delta_ok
+
+
+def test_explain_many_and_model_dir(fitted, tmp_path):
+    model, tokenizer = fitted
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "hyperparameters.json").write_text(json.dumps({"max_length": 24}))
+    explainer = Explainer.from_model_dir(tmp_path, n_steps=32)
+    assert explainer.labels == LABELS and explainer.max_length == 24
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing truncated, everything converged
+        many = explainer.explain_many([(TEXT, "alpha"), ("lantern tool", "beta")], progress=False)
+    assert [e.label for e in many] == ["alpha", "beta"]
+    with pytest.warns(UserWarning, match="1 of 2 texts were longer"):
+        explainer.explain_many([(TEXT, 0), (" ".join(["text"] * 40), 0)], progress=False)
+    with pytest.raises(ParameterError, match="items"):
+        explainer.explain_many([TEXT], progress=False)
+    with pytest.raises(DataError, match="config.json"):
+        Explainer.from_model_dir(tmp_path / "nowhere")
+
+
+def test_figure_html_and_table(explainer, tmp_path):
+    explanations = [explainer.explain(TEXT, "alpha"), explainer.explain("lantern & <b>tool</b>", 1)]
+    fig = plot_attributions(explanations, tmp_path / "fig" / "attributions.png", max_words=5)
+    png = tmp_path / "fig" / "attributions.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "zorblat" in texts and any("+2 words" in t for t in texts)
+    assert any(t.startswith("alpha:") and "delta" in t for t in texts)
+
+    html = captum_html(explanations).data
+    for word in ("zorblat", "unbelievably", "lantern"):
+        assert word in html
+    assert "&lt;" in html and "<b>tool" not in html  # words are escaped
+
+    table = explanations_table(explanations)
+    assert len(table) == len(explanations[0].words) + len(explanations[1].words)
+    assert {"text_id", "label", "word", "attribution", "probability", "delta",
+            "delta_ok"} <= set(table.columns)
+    first = table[table["text_id"] == 0]
+    assert first["word"].tolist() == explanations[0].words
+    assert first["attribution"].to_numpy() == pytest.approx(explanations[0].word_attributions)
+    with pytest.raises(ParameterError):
+        plot_attributions([])
