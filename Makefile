@@ -63,5 +63,9 @@ notebooks: demo-data
 
 # Re-measure the benchmarks on this machine and regenerate docs/benchmarks.md from the results.
 bench: demo-data
-	$(PY) benchmarks/train_throughput.py
+	$(PY) -m mlclf_utils run --no-progress
+	run=runs/$$(cat runs/LATEST); \
+	$(PY) benchmarks/train_throughput.py --run-dir $$run && \
+	$(PY) benchmarks/bf16_quality.py --run-dir $$run && \
+	$(PY) benchmarks/inference_speed.py --bundle $$run/04_evaluate/bundle
 	$(PY) benchmarks/report.py

