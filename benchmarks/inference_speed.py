@@ -61,9 +61,11 @@ def main(argv=None) -> int:
                  "texts_per_second": round(len(texts) / seconds, 2),
                  "macro_f1_at_bundle_thresholds": round(metrics.multilabel_report(
                      y, pipe_probs, label_map.labels, classifier.thresholds)["macro_f1"], 4)})
-    for name, quantize in (("Classifier.predict: batched, length-sorted, inference_mode", False),
-                           ("Classifier.predict + dynamic int8 quantization", True)):
-        model = Classifier.load(bundle, quantize=quantize)
+    variants = (("Classifier.predict: batched, length-sorted, inference_mode", {}),
+                ("Classifier.predict + bf16 autocast", {"bf16": True}),
+                ("Classifier.predict + dynamic int8 quantization", {"quantize": True}))
+    for name, options in variants:
+        model = Classifier.load(bundle, **options)
         model.predict_proba(texts[:8])  # warm-up
         start = time.perf_counter()
         probs = model.predict_proba(texts, batch_size=args.batch_size)

@@ -108,7 +108,9 @@ class Classifier:
     """
 
     def __init__(self, model, tokenizer, labels, thresholds, *, max_length: int,
-                 cleaning: CleaningConfig | None = None, source: str | Path | None = None):
+                 cleaning: CleaningConfig | None = None, source: str | Path | None = None,
+                 bf16: bool = False):
+        self.bf16 = bool(bf16)  # bf16 autocast: pays off on CPUs with AVX512-BF16/AMX
         self.model = model
         self.tokenizer = tokenizer
         self.labels = list(labels)
@@ -125,16 +127,17 @@ class Classifier:
                 f"source={str(self.source) if self.source else None!r})")
 
     @classmethod
-    def load(cls, bundle_dir, *, quantize: bool = False,
+    def load(cls, bundle_dir, *, quantize: bool = False, bf16: bool = False,
              threads: int | None = None) -> "Classifier":
         """Check the bundle (a missing or corrupt file names itself), then load it for CPU.
 
-        ``threads`` sets torch's thread count for the whole process.
+        ``threads`` sets torch's thread count for the whole process. ``bf16`` runs the model
+        under bf16 autocast; docs/benchmarks.md shows its speed and macro-F1 on the demo.
         """
         info = read_bundle(bundle_dir)
         model, tokenizer = _load_model(info.path, quantize=quantize, threads=threads)
         return cls(model, tokenizer, info.labels, info.thresholds, max_length=info.max_length,
-                   cleaning=info.cleaning, source=info.path)
+                   cleaning=info.cleaning, source=info.path, bf16=bf16)
 
     @classmethod
     def from_model_dir(cls, model_dir, *, thresholds=None, cleaning: CleaningConfig | None = None,
@@ -228,7 +231,8 @@ class Classifier:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc="predicting", unit="batch")
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                     enabled=self.bf16):
             for start in starts:
                 rows = order[start : start + batch_size]
                 input_ids, mask = self._pad([encoded[i] for i in rows])

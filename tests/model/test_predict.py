@@ -146,6 +146,14 @@ def test_quantized_model_runs_and_stays_close(bundle_dir, classifier):
     assert diff < 0.05
 
 
+def test_bf16_autocast_runs_and_stays_close(bundle_dir, classifier):
+    fast = Classifier.load(bundle_dir, bf16=True)
+    assert fast.bf16 and not classifier.bf16
+    probs = fast.predict_proba(TEXTS)
+    assert probs.dtype == np.float32 and np.isfinite(probs).all()
+    assert np.abs(probs - classifier.predict_proba(TEXTS)).max() < 0.05
+
+
 @pytest.mark.parametrize("texts, error, words", [
     ([], ParameterError, ["texts", "at least one"]),
     ("one string", ParameterError, ["texts", "list"]),
