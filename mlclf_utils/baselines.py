@@ -35,12 +35,9 @@ def tfidf_logistic(train_texts: Sequence[str], train_targets: np.ndarray,
 
 def plain_bce_hyperparameters(trained_hyperparameters: dict) -> dict:
     """The 03 recipe with the class weights switched off: the only difference is the loss."""
-    keep = ("model_name", "epochs", "learning_rate", "head_learning_rate", "batch_size", "eval_batch_size",
-            "max_length", "padding", "group_by_length", "weight_decay", "warmup_ratio",
-            "gradient_accumulation_steps", "early_stopping_patience", "eval_steps",
-            "max_steps", "seed", "bf16", "max_train_rows")
-    values = {k: trained_hyperparameters[k] for k in keep if k in trained_hyperparameters}
-    return {**values, "pos_weight_strategy": "none", "progress": False}
+    from .train import recipe
+
+    return recipe(trained_hyperparameters, pos_weight_strategy="none")
 
 
 def train_plain_bce(run_dir: str | Path, trained_hyperparameters: dict, out_dir: str | Path) -> Path:

@@ -470,6 +470,18 @@ def _parse(hyperparameters: dict) -> argparse.Namespace:
 
 
 MODES = ("local", "sagemaker")
+RECIPE_KEYS = ("model_name", "epochs", "learning_rate", "head_learning_rate", "batch_size",
+               "eval_batch_size", "max_length", "padding", "group_by_length",
+               "pos_weight_strategy", "pos_weight_floor", "pos_weight_cap", "weight_decay",
+               "warmup_ratio", "gradient_accumulation_steps", "early_stopping_patience",
+               "eval_steps", "max_steps", "seed", "bf16", "max_train_rows")
+
+
+def recipe(hyperparameters: dict, **overrides) -> dict:
+    """The training recipe of a saved model (its hyperparameters.json), without its paths,
+    so that a baseline or a retrain differs from it only where ``overrides`` say."""
+    values = {k: hyperparameters[k] for k in RECIPE_KEYS if k in hyperparameters}
+    return {**values, "progress": False, **overrides}
 
 
 def check_hyperparameters(hyperparameters: dict, *, mode: str = "local") -> argparse.Namespace:

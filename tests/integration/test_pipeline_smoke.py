@@ -1,4 +1,4 @@
-"""Stages 01-04 end to end with papermill and the smoke parameters; S3 and SageMaker on moto."""
+"""Stages 01-05 end to end with papermill and the smoke parameters; S3 and SageMaker on moto."""
 
 import json
 
@@ -9,7 +9,7 @@ import pytest
 from mlclf_utils import pipeline, references
 from mlclf_utils.runs import read_json
 
-NOTEBOOKS = pipeline.stage_notebooks()[:4]
+NOTEBOOKS = pipeline.stage_notebooks()[:5]
 
 
 @pytest.mark.notebooks
@@ -18,7 +18,7 @@ def test_smoke_pipeline_trains_evaluates_and_bundles_a_model(runs_root):
     run_dir = pipeline.run_pipeline(references.smoke_parameters(), notebooks=NOTEBOOKS,
                                     progress=False)
     manifest = read_json(run_dir / "manifest.json")
-    assert [s["status"] for s in manifest["stages"]] == ["ok", "ok", "ok", "ok"]
+    assert [s["status"] for s in manifest["stages"]] == ["ok"] * 5
 
     data = run_dir / "02_save_data"
     assert {p.name for p in (data / "dataset").iterdir()} >= {"train", "validation", "test"}
@@ -51,6 +51,13 @@ def test_smoke_pipeline_trains_evaluates_and_bundles_a_model(runs_root):
     for figure in ("f1_vs_threshold", "per_class_f1", "pr_curves", "confusion_counts",
                    "reliability", "label_confusion"):
         assert (evaluation / "figures" / f"{figure}.png").stat().st_size > 5000
+
+    explain = run_dir / "05_explain"
+    table = pd.read_parquet(explain / "attributions.parquet")
+    assert len(table) > 0 and {"word", "attribution"} <= set(table.columns)
+    assert (explain / "token_audit.csv").exists() and (explain / "hard_negatives.csv").exists()
+    for figure in ("attributions", "top_tokens"):
+        assert (explain / "figures" / f"{figure}.png").stat().st_size > 5000
 
 
 @pytest.mark.notebooks

@@ -1,0 +1,30 @@
+"""Evaluate a model folder the way 04 does: thresholds tuned on validation, metrics on test.
+
+Used where a second model must be compared with the first on equal terms (the retrain with hard
+negatives in 05).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import metrics, thresholds
+from .predict import Classifier
+
+
+def evaluate_model_dir(model_dir, validation, test, labels, *, min_support: int = 5,
+                       fallback="global", batch_size: int = 64) -> dict:
+    """``validation``/``test``: 02 splits (datasets with ``text`` and ``labels``)."""
+    classifier = Classifier.from_model_dir(model_dir)
+    y_val = np.asarray(validation["labels"], dtype=np.int8)
+    y_test = np.asarray(test["labels"], dtype=np.int8)
+    probs_val = classifier.predict_proba(validation["text"], batch_size=batch_size)
+    probs_test = classifier.predict_proba(test["text"], batch_size=batch_size)
+    tuned = thresholds.tune_thresholds(y_val, probs_val, labels, min_support=min_support,
+                                       fallback=fallback)
+    values = thresholds.thresholds_array(tuned, labels)
+    return {
+        "thresholds": tuned,
+        "per_class": metrics.per_class_table(y_test, probs_test, labels, values),
+        "report": metrics.multilabel_report(y_test, probs_test, labels, values),
+    }
