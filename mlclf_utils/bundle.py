@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .cleaning import CleaningConfig
-from .errors import DataError, ParameterError
+from .errors import DataError, ParameterError, read_json_file
 
 FORMAT = "mlclf-bundle"
 FORMAT_VERSION = 1
@@ -93,13 +93,7 @@ def sha256_of(path: str | Path) -> str:
 
 
 def _read_json(path: Path, *, hint: str | None = None):
-    """Parsed JSON; a missing or unreadable file is a DataError that names it."""
-    if not path.is_file():
-        raise DataError("file is missing", file=str(path), hint=hint)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON ({exc})", file=str(path), hint=hint) from None
+    return read_json_file(path, what="bundle file", hint=hint)
 
 
 def _write_json(path: Path, payload) -> None:

@@ -35,7 +35,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from .errors import DataError, ParameterError
+from .errors import DataError, ParameterError, read_json_file
 from .explore import save_figure
 
 STRATEGIES = ("none", "ratio", "sqrt", "damped")
@@ -213,13 +213,8 @@ def save_pos_weight(table, path) -> Path:
 def load_pos_weight(path) -> dict[str, float]:
     """Label -> weight in the saved order; a broken file names itself."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("no pos_weight file here", file=str(path),
-                        hint="save_pos_weight writes it when the model is saved")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON ({exc})", file=str(path)) from None
+    document = read_json_file(path, what="pos_weight file",
+                              hint="save_pos_weight writes it when the model is saved")
     weights = document.get("pos_weight") if isinstance(document, dict) else None
     if not isinstance(weights, dict):
         raise DataError("expected an object with a 'pos_weight' mapping of label -> weight",

@@ -7,7 +7,9 @@ these instead.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class MlclfError(Exception):
@@ -56,3 +58,18 @@ class ParameterError(MlclfError, ValueError):
 
 class SetupError(MlclfError, RuntimeError):
     """Something outside Python is missing (apt lists, the network); says what to run."""
+
+
+def read_json_file(path, *, what: str = "file", hint: str | None = None):
+    """Parsed JSON, or a DataError that names the file: missing and malformed alike.
+
+    Every artifact reader (label map, thresholds, pos_weight, bundle files) goes through here,
+    so a broken run directory always says which file to fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} not found (the file is missing)", file=str(path), hint=hint)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"not valid JSON ({exc})", file=str(path), hint=hint) from None

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, ParameterError
+from .errors import DataError, ParameterError, read_json_file
 
 LABEL_COLUMN = "labels"
 CASES = ("lower", "upper", "keep")
@@ -277,12 +277,7 @@ class LabelMap:
     @classmethod
     def from_json(cls, path: str | Path) -> "LabelMap":
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError("label map file not found", file=str(path)) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DataError(f"not valid JSON: {err}", file=str(path)) from None
+        data = read_json_file(path, what="label map")
         if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
             raise DataError('expected an object {"labels": [...]}', file=str(path))
         try:

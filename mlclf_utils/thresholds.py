@@ -15,7 +15,6 @@ is returned, so ``probs >= threshold`` always reproduces the reported F1.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, ParameterError
+from .errors import DataError, ParameterError, read_json_file
 from .metrics import as_probabilities, as_targets, check_inputs, check_labels
 from .runs import write_json
 
@@ -211,12 +210,7 @@ def save_thresholds(table: pd.DataFrame, path) -> Path:
 def load_thresholds(path) -> dict[str, float]:
     """label -> threshold, in the saved label order; refuses files that are not thresholds."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError("thresholds file not found", file=str(path)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"not valid JSON: {err}", file=str(path)) from None
+    data = read_json_file(path, what="thresholds")
     if not isinstance(data, dict) or not isinstance(data.get("thresholds"), dict):
         raise DataError('expected an object with "thresholds": {label: value}', file=str(path))
     out = {}
