@@ -13,9 +13,8 @@ export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM ?= false
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
-export MPLBACKEND ?= Agg
 
-.PHONY: install apt-lists demo-data run test test-fast refresh-references notebooks bench lock clean-venv
+.PHONY: install apt-lists demo-data run test test-fast refresh-references notebooks bench sweep lock clean-venv
 
 install: $(STAMP)
 
@@ -58,14 +57,19 @@ clean-venv:
 
 # Re-execute the committed notebooks in place with their default parameters (the real demo),
 # so readers see real outputs on GitHub. 01 starts a new run; the later stages pick it up.
+# The inline backend embeds the figures (an inherited MPLBACKEND=Agg would drop them all).
 notebooks: demo-data
-	for nb in notebooks/0*.ipynb; do $(PY) -m papermill --cwd notebooks --no-progress-bar "$$nb" "$$nb" || exit 1; done
+	for nb in notebooks/0*.ipynb; do MPLBACKEND=module://matplotlib_inline.backend_inline \
+		$(PY) -m papermill --cwd notebooks --no-progress-bar "$$nb" "$$nb" || exit 1; done
 
-# Re-measure the benchmarks on this machine and regenerate docs/benchmarks.md from the results.
+# Re-measure everything in docs/benchmarks.md: a demo run (01-04), the class-weight sweep, each
+# benchmark script, then the report (about 75 minutes on 2 cores). To re-measure only the
+# benchmarks on an existing run and sweep (about 15 minutes):
+#   make bench BENCH_ARGS="--run-dir runs/<run-id> --sweep-dir runs/sweeps/<sweep-id>"
 bench: demo-data
-	$(PY) -m mlclf_utils run --no-progress
-	run=runs/$$(cat runs/LATEST); \
-	$(PY) benchmarks/train_throughput.py --run-dir $$run && \
-	$(PY) benchmarks/bf16_quality.py --run-dir $$run && \
-	$(PY) benchmarks/inference_speed.py --bundle $$run/04_evaluate/bundle
-	$(PY) benchmarks/report.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+# The class-weight sweep on the latest run's data (see README: "Choosing class weights").
+SWEEP_GRID ?= pos_weight_strategy=none,ratio,sqrt,damped
+sweep: install
+	$(PY) -m mlclf_utils sweep --base runs/$$(cat runs/LATEST) --grid $(SWEEP_GRID) --jobs 2 $(SWEEP_ARGS)

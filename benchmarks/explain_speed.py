@@ -184,9 +184,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    result = {
-        "benchmark": "explain_speed",
-        "command": "python benchmarks/explain_speed.py " + " ".join(argv or sys.argv[1:]),
+    write_result("explain_speed", argv, {
         "model": model_name,
         "texts": source,
         "pairs": len(items),
@@ -194,9 +192,7 @@ def main(argv=None) -> int:
         "tokens_median": float(np.median(lengths)),
         "texts_at_max_length": int(sum(n >= args.max_length for n in lengths)),
         "max_length": args.max_length,
-        "rows": rows,
-    }
-    write_result(result, args.out)
+    }, rows, args.out)
     return 0
 
 

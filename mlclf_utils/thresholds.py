@@ -84,15 +84,15 @@ def _f1_at(y: np.ndarray, p: np.ndarray, threshold: float) -> float:
     return 2 * int(np.count_nonzero(y & pred)) / (support + int(np.count_nonzero(pred)))
 
 
-def _check_fallback(fallback) -> str | float:
+def check_fallback(fallback, name: str = "fallback") -> str | float:
     if isinstance(fallback, str):
         if fallback != "global":
-            raise ParameterError("fallback", fallback, 'must be "global" or a number in [0, 1]')
+            raise ParameterError(name, fallback, 'must be "global" or a number in [0, 1]')
         return fallback
     if isinstance(fallback, (bool, np.bool_)) or not isinstance(fallback, (int, float, np.number)):
-        raise ParameterError("fallback", fallback, 'must be "global" or a number in [0, 1]')
+        raise ParameterError(name, fallback, 'must be "global" or a number in [0, 1]')
     if not 0 <= float(fallback) <= 1:
-        raise ParameterError("fallback", fallback, "a fixed fallback threshold must be in [0, 1]")
+        raise ParameterError(name, fallback, "a fixed fallback threshold must be in [0, 1]")
     return float(fallback)
 
 
@@ -110,7 +110,7 @@ def tune_thresholds(
     if isinstance(min_support, (bool, np.bool_)) or not isinstance(min_support, (int, np.integer)) \
             or min_support < 1:
         raise ParameterError("min_support", min_support, "must be an integer >= 1")
-    fallback = _check_fallback(fallback)
+    fallback = check_fallback(fallback)
     y, p, names = check_inputs(y_true_val, probs_val, labels)
     global_threshold = None
     if fallback == "global":

@@ -470,6 +470,11 @@ def _parse(hyperparameters: dict) -> argparse.Namespace:
 
 
 MODES = ("local", "sagemaker")
+# The hyperparameters 03_train's parameters cell hands to the trainer (the rest have defaults).
+NOTEBOOK_HYPERPARAMETERS = ("model_name", "epochs", "learning_rate", "head_learning_rate",
+                            "batch_size", "max_length", "pos_weight_strategy", "pos_weight_floor",
+                            "pos_weight_cap", "seed", "early_stopping_patience", "eval_steps",
+                            "max_steps", "bf16")
 RECIPE_KEYS = ("model_name", "epochs", "learning_rate", "head_learning_rate", "batch_size",
                "eval_batch_size", "max_length", "padding", "group_by_length",
                "pos_weight_strategy", "pos_weight_floor", "pos_weight_cap", "weight_decay",

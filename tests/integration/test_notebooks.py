@@ -27,6 +27,10 @@ def test_notebook_contract(path):
         assert not re.search(r"^\s*(def|class)\s", cell.source, re.M), "logic belongs in mlclf_utils"
     assert any(c.outputs for c in code), "commit the notebook with the outputs of a default run"
     assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
+    saved = sum(c.source.count('.png"') for c in code)
+    shown = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
+    # A figure saved to disk must also be visible on GitHub (MPLBACKEND=Agg would hide it).
+    assert shown >= saved, f"{saved} figures are saved but only {shown} are embedded"
 
 
 def test_01_defaults_are_the_demo():

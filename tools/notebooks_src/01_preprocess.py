@@ -20,7 +20,7 @@ those files. All logic lives in `mlclf_utils`; this notebook tells the story.
 """),
 ("code", r"""
 # Parameters (papermill overrides these; the defaults are the real demo run).
-run_dir = None              # None: start a new run under runs/ (02-05 then pick it up)
+run_dir = None              # type: str|None  None: start a new run under runs/ (02-05 then pick it up)
 source = "debtags"          # a .csv/.tsv/.jsonl/.parquet path, "hf:<name>[:<config>]", or "debtags"
 text_column = "text"
 labels_column = "labels"
@@ -29,7 +29,7 @@ encoding = "utf-8"
 on_empty_text = "error"     # "error" or "drop" (drops are counted and listed)
 on_empty_labels = "error"
 debtags_label_set = "default"
-sample_size = 4000          # None keeps every row; the demo samples to keep make run short
+sample_size = 4000          # type: int|None  None keeps every row; the demo samples to keep make run short
 seed = 42
 cleaning = {}               # e.g. {"digits": True}; see mlclf_utils.cleaning.CleaningConfig
 label_case = "lower"

@@ -22,8 +22,8 @@ S3 prefix `s3://bucket/prefix/train` is mounted at `SM_CHANNEL_TRAIN`, and so on
 """),
 ("code", r"""
 # Parameters (papermill overrides these).
-run_dir = None     # None: the latest run started by 01_preprocess
-s3_uri = None      # e.g. "s3://my-bucket/mlclf/debtags"; None keeps the data local
+run_dir = None     # type: str|None  None: the latest run started by 01_preprocess
+s3_uri = None      # type: str|None  e.g. "s3://my-bucket/mlclf/debtags"; None keeps the data local
 """, "parameters"),
 ("code", r"""
 from mlclf_utils import dataset, preprocess, runs, s3

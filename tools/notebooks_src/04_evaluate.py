@@ -19,12 +19,13 @@ nothing. This notebook
 """),
 ("code", r"""
 # Parameters (papermill overrides these).
-run_dir = None              # None: the latest run
+run_dir = None              # type: str|None  None: the latest run
 min_support = 5             # labels with fewer validation positives use the shared threshold
-threshold_fallback = "global"   # "global" (one threshold tuned for micro-F1) or a number
+threshold_fallback = "global"   # type: str|float  "global" (one threshold tuned for micro-F1) or a number
 plain_baseline = True       # fine-tune the plain-recipe baseline (one more training run)
 batch_size = 64
 worst_n = 3                 # worst examples shown per class
+sweep_dir = None            # type: str|None  a class-weight sweep to present; None: the newest on this data
 """, "parameters"),
 ("code", r"""
 import json
@@ -34,7 +35,7 @@ import pandas as pd
 from IPython.display import display
 
 from mlclf_utils import (baselines, bundle, dataset, evaluation_plots, metrics, misclassifications,
-                         predict, runs, thresholds, train)
+                         predict, runs, sweep, thresholds, train)
 
 run_dir = runs.resolve_run_dir(run_dir, "04_evaluate")
 out_dir = runs.stage_dir(run_dir, "04_evaluate")
@@ -190,9 +191,41 @@ bundle_dir = bundle.export_bundle(
     preprocess_config=preprocess_config,
     metrics={k: v for k, v in report_tuned.items() if isinstance(v, (int, float))})
 thresholds.save_thresholds(tuned, out_dir / "thresholds.json")
+per_class_tuned.to_csv(out_dir / "per_class_test.csv")
+report_validation = metrics.multilabel_report(y["validation"], probs["validation"], labels, tuned_values)
 runs.write_json(out_dir / "report.json", {"test_at_0.5": report_05, "test_tuned": report_tuned,
+                                          "validation_tuned": report_validation,
                                           "comparison": comparison.to_dict()})
 loaded = predict.Classifier.load(bundle_dir)
 loaded.predict(splits["test"]["text"][:3])
+"""),
+("md", r"""
+## 7 · Which class weights? The sweep
+
+`pos_weight_strategy` and `pos_weight_floor` are choices, and the way to choose is to try them. The
+sweep command trains and evaluates (stages 03-04) once per combination, on the data of a finished
+run, each combination in a run directory and a process of its own:
+
+```
+python -m mlclf_utils sweep --base runs/<run-id> --grid pos_weight_strategy=none,ratio,sqrt,damped --jobs 2
+```
+
+The best combination is the one with the highest **validation** macro-F1. The test columns are there
+to read, not to choose by: picking the winner on test would make its test score optimistic. The
+combination `none` is the plain recipe with tuned thresholds; its `test_macro_f1_at_0.5` column is the
+plain recipe as it comes out of the box. The rarest labels are those with the fewest training
+positives: if class weights help anywhere, it is in their recall.
+"""),
+("code", r"""
+found = sweep.find_sweep(run_dir, sweep_dir)
+if found is None:
+    print("No sweep on this run's data yet; run the command above, then this cell again.")
+else:
+    sweep_table, sweep_info = sweep.load(found)
+    print(f"sweep {sweep_info['sweep_id']}: {len(sweep_table)} combinations, best on validation:",
+          sweep_info.get("best", {}).get("values"))
+    display(sweep.summary(sweep_table))
+    sweep.plot_f1(sweep_table, figures / "sweep_f1.png")
+    sweep.plot_rare_labels(sweep_table, figures / "sweep_rare_labels.png")
 """),
 ]

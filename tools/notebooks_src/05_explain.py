@@ -29,7 +29,7 @@ identity on the right; explanations with a large delta are flagged.
 """),
 ("code", r"""
 # Parameters (papermill overrides these).
-run_dir = None            # None: the latest run
+run_dir = None            # type: str|None  None: the latest run
 n_classes = 6             # explain the classes with the most test errors (FP + FN)
 n_per_kind = 3            # false positives and false negatives explained per class
 n_steps = 50              # integration steps

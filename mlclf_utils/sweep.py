@@ -1,0 +1,407 @@
+"""The class-weight experiment loop: train and evaluate once per grid combination.
+
+Stages 01-02 do not depend on how the loss is weighted, so a sweep prepares the data once (or
+takes it from an existing run) and runs 03-04 per combination. Each combination is a complete
+run directory of its own, executed by ``python -m mlclf_utils run`` in its own process, so a
+crash in one (a bad value, an exhausted memory) cannot touch the others. The comparison reads
+only what those runs wrote: 04's ``report.json`` and ``per_class_test.csv``.
+
+Layout: ``runs/sweeps/<sweep-id>/`` holds ``sweep.json`` (grid, base run, data fingerprint,
+status of each combination), ``comparison.csv``, ``figures/``, one run directory per
+combination and ``logs/`` with each process's output.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import MlclfError, ParameterError
+from .runs import MANIFEST, new_run_id, read_json, runs_root, write_json
+
+SWEEPS_DIR = "sweeps"
+SWEEP_FILE = "sweep.json"
+COMPARISON_FILE = "comparison.csv"
+FIRST_STAGE, LAST_STAGE = "03_train", "04_evaluate"
+# The combination with pos_weight_strategy=none already is the plain recipe, so 04 need not
+# train one more plain baseline per combination.
+SWEEP_DEFAULTS = {"plain_baseline": False}
+SELECTION_METRIC = "validation_macro_f1"
+N_RARE_LABELS = 3
+
+
+# --- the grid ----------------------------------------------------------------------------
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """``["pos_weight_strategy=none,sqrt", "pos_weight_floor=0.5,1"]`` -> name: values.
+
+    Each value is read like a ``-p`` value (YAML: ``1`` an int, ``null`` None, ``none`` the
+    string "none").
+    """
+    from .pipeline import parse_value
+
+    if not items:
+        raise ParameterError("--grid", None, "give at least one NAME=V1,V2,...")
+    grid: dict[str, list] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not values.strip():
+            raise ParameterError("--grid", item, "must look like NAME=V1,V2,...")
+        if name in grid:
+            raise ParameterError("--grid", item, f"{name} is given twice")
+        texts = [text.strip() for text in values.split(",")]
+        if not all(texts):
+            raise ParameterError("--grid", item, "has an empty value")
+        parsed = [parse_value(text) for text in texts]
+        if len({json.dumps(v, sort_keys=True) for v in parsed}) != len(parsed):
+            raise ParameterError("--grid", item, "repeats a value")
+        grid[name] = parsed
+    return grid
+
+
+def combinations(grid: dict[str, list]) -> list[dict]:
+    names = list(grid)
+    return [dict(zip(names, values)) for values in itertools.product(*grid.values())]
+
+
+def combination_name(index: int, combination: dict) -> str:
+    """``02_pos_weight_strategy=sqrt_pos_weight_floor=1``: sortable, and readable in ``ls``."""
+    parts = [f"{name}={value}" for name, value in combination.items()]
+    text = "_".join(parts).replace("/", "-").replace(" ", "")
+    return f"{index:02d}_{text}"[:120]
+
+
+# --- identity of the data a sweep was trained on -------------------------------------------
+
+def data_fingerprint(run_dir: str | Path) -> str:
+    """A hash of 02's saved splits, so a sweep can be matched to any run on the same data.
+
+    Only the Arrow data and the label map count: ``state.json`` carries a random fingerprint
+    per save, and the cache files ``datasets`` adds later change nothing in the data.
+    """
+    from .dataset import DATASET_DIR, LABEL_MAP_FILE, SPLITS, STAGE
+
+    root = Path(run_dir) / STAGE / DATASET_DIR
+    digest = hashlib.sha256()
+    files = [p for split in SPLITS for p in sorted((root / split).glob("data-*.arrow"))]
+    if files:
+        files += [root / split / LABEL_MAP_FILE for split in SPLITS
+                  if (root / split / LABEL_MAP_FILE).exists()]
+    if not files:
+        raise MlclfError(f"{root} holds no saved splits: run 02_save_data first")
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def rarest_labels(run_dir: str | Path, n: int = N_RARE_LABELS) -> list[str]:
+    """The labels with the fewest training positives: where class weights matter most."""
+    from .dataset import DATASET_DIR, STAGE, load_split
+
+    train, label_map = load_split(Path(run_dir) / STAGE / DATASET_DIR / "train")
+    counts = np.asarray(train["labels"], dtype=np.float32).sum(axis=0)
+    order = sorted(range(len(counts)), key=lambda i: (counts[i], label_map.labels[i]))
+    return [label_map.labels[i] for i in order[:n]]
+
+
+# --- running -------------------------------------------------------------------------------
+
+def check_sweep(grid: dict[str, list], params: dict, base: Path | None) -> list[dict]:
+    """Validate every combination before any training starts."""
+    from .pipeline import (_check_resume_parameters, _read_manifest, check_parameters,
+                           parameter_specs, preflight, select_stages, stage_notebooks)
+
+    notebooks = stage_notebooks()
+    swept = select_stages(notebooks, FIRST_STAGE, LAST_STAGE)
+    earlier = notebooks[:notebooks.index(swept[0])]
+    swept_names = set().union(*(set(parameter_specs(nb)) for nb in swept))
+    outside = sorted(set(grid) - swept_names)
+    if outside:
+        raise ParameterError("--grid", outside, f"a sweep runs {FIRST_STAGE}-{LAST_STAGE}, which "
+                             f"do not read these; they can take {sorted(swept_names - {'run_dir'})}")
+    combos = combinations(grid)
+    source_params = (_read_manifest(base) or {}).get("parameters", {}) if base else {}
+    for combo in combos:
+        values = {**SWEEP_DEFAULTS, **params, **combo}
+        if base is not None:
+            _check_resume_parameters(values, source_params, earlier, swept)
+        preflight(check_parameters({**source_params, **values}, swept))
+    return combos
+
+
+def _thread_env(jobs: int) -> dict:
+    """Split the cores between parallel trainings instead of letting each take all of them."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = str(threads)
+    return env
+
+
+def _run_one(command: list[str], log: Path, env: dict) -> int:
+    with log.open("w") as out:
+        return subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def run_sweep(
+    grid: dict[str, list],
+    *,
+    params: dict | None = None,
+    base: str | Path | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Run 03-04 for every combination of ``grid``; return the sweep directory.
+
+    Without ``base``, 01-02 run once first (with ``params``) into a new run, which becomes the
+    base. A failed combination is recorded with its log and error; the rest still run, and the
+    comparison covers those that finished. The call raises at the end if any failed.
+    """
+    from tqdm.auto import tqdm
+
+    from .pipeline import run_pipeline
+
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ParameterError("--jobs", jobs, "must be a positive integer")
+    params = dict(params or {})
+    if base is not None:
+        base = Path(base)
+        if not (base / "02_save_data").is_dir():
+            raise ParameterError("--base", str(base), "is not a run with a finished 02_save_data")
+    combos = check_sweep(grid, params, base)
+    if base is None:
+        base = run_pipeline(params, last="02_save_data", progress=progress)
+
+    sweep_dir = runs_root() / SWEEPS_DIR / new_run_id()
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "logs").mkdir()
+    (sweep_dir / "parameters").mkdir()
+    info = {
+        "sweep_id": sweep_dir.name,
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "base_run": str(base.resolve()),
+        "data_fingerprint": data_fingerprint(base),
+        "grid": grid,
+        "parameters": params,
+        "jobs": jobs,
+        "stages": [FIRST_STAGE, LAST_STAGE],
+        "selection_metric": SELECTION_METRIC,
+        "combinations": [],
+    }
+    work = []
+    for index, combo in enumerate(combos, start=1):
+        name = combination_name(index, combo)
+        values = {**SWEEP_DEFAULTS, **params, **combo}
+        config = sweep_dir / "parameters" / f"{name}.json"
+        config.write_text(json.dumps(values, indent=2) + "\n")  # JSON is YAML: --config reads it
+        command = [sys.executable, "-m", "mlclf_utils", "run", "--resume", str(base.resolve()),
+                   "--from", FIRST_STAGE, "--to", LAST_STAGE, "--run-dir", str(sweep_dir / name),
+                   "--config", str(config), "--no-progress"]
+        info["combinations"].append({"name": name, "values": combo, "status": "pending",
+                                     "log": f"logs/{name}.log", "command": command})
+        work.append((info["combinations"][-1], command, sweep_dir / "logs" / f"{name}.log"))
+    write_json(sweep_dir / SWEEP_FILE, info)
+
+    env = _thread_env(jobs)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {}
+        for entry, command, log in work:
+            futures[pool.submit(_timed, command, log, env)] = entry
+        bar = tqdm(total=len(futures), desc="sweep", unit="run", disable=not progress)
+        for future in as_completed(futures):
+            entry = futures[future]
+            code, seconds = future.result()
+            entry.update(status="ok" if code == 0 else "failed", returncode=code,
+                         seconds=round(seconds, 1))
+            if code != 0:
+                entry["error"] = _failure_of(sweep_dir / entry["name"], sweep_dir / entry["log"])
+            write_json(sweep_dir / SWEEP_FILE, info)
+            bar.update(1)
+        bar.close()
+
+    table = compare(sweep_dir)
+    table.to_csv(sweep_dir / COMPARISON_FILE)
+    finished = table[table["status"] == "ok"]
+    if len(finished):
+        best = finished[SELECTION_METRIC].astype(float).idxmax()
+        info["best"] = {"name": best, "values": next(c["values"] for c in info["combinations"]
+                                                      if c["name"] == best)}
+        figures = sweep_dir / "figures"
+        plot_f1(table, figures / "sweep_f1.png")
+        plot_rare_labels(table, figures / "sweep_rare_labels.png")
+    write_json(sweep_dir / SWEEP_FILE, info)
+    failed = [c["name"] for c in info["combinations"] if c["status"] != "ok"]
+    if failed:
+        raise MlclfError(f"{len(failed)} of {len(combos)} combinations failed ({', '.join(failed)}); "
+                         f"the others are compared in {sweep_dir / COMPARISON_FILE}; each failure's "
+                         f"log is in {sweep_dir / 'logs'}")
+    return sweep_dir
+
+
+def _timed(command, log, env):
+    started = time.perf_counter()
+    code = _run_one(command, log, env)
+    return code, time.perf_counter() - started
+
+
+def _failure_of(run_dir: Path, log: Path) -> str:
+    """The failing stage's error from its manifest, else the last line of the process log."""
+    manifest = run_dir / MANIFEST
+    if manifest.exists():
+        for stage in read_json(manifest).get("stages", []):
+            if stage.get("status") not in ("ok", "reused", "running"):
+                return f"{stage['stage']}: {stage.get('error', stage['status'])}"
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.exists() else []
+    return lines[-1] if lines else "no output"
+
+
+# --- the comparison ------------------------------------------------------------------------
+
+def compare(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per combination: its values, status, the F1 scores and the rarest labels'
+    recall and precision on test (at the thresholds tuned on validation)."""
+    sweep_dir = Path(sweep_dir)
+    info = read_json(sweep_dir / SWEEP_FILE)
+    rare = rarest_labels(info["base_run"])
+    rows = []
+    for entry in info["combinations"]:
+        row = {"combination": entry["name"], **entry["values"], "status": entry["status"]}
+        report_path = sweep_dir / entry["name"] / "04_evaluate" / "report.json"
+        if entry["status"] == "ok" and report_path.exists():
+            report = read_json(report_path)
+            row.update({
+                "validation_macro_f1": (report.get("validation_tuned") or {}).get("macro_f1"),
+                "test_macro_f1": report["test_tuned"]["macro_f1"],
+                "test_micro_f1": report["test_tuned"]["micro_f1"],
+                "test_macro_f1_at_0.5": report["test_at_0.5"]["macro_f1"],
+            })
+            per_class = pd.read_csv(sweep_dir / entry["name"] / "04_evaluate" / "per_class_test.csv",
+                                    index_col="label")
+            for label in rare:
+                row[f"recall[{label}]"] = per_class.loc[label, "recall"]
+                row[f"precision[{label}]"] = per_class.loc[label, "precision"]
+        row["minutes"] = round(entry["seconds"] / 60, 1) if entry.get("seconds") else None
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("combination")
+    return table
+
+
+def load(sweep_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    """A finished sweep's comparison table and its ``sweep.json``."""
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / SWEEP_FILE).exists():
+        raise ParameterError("sweep_dir", str(sweep_dir), f"holds no {SWEEP_FILE}")
+    if not (sweep_dir / COMPARISON_FILE).exists():
+        raise MlclfError(f"{sweep_dir} has no {COMPARISON_FILE} yet: the sweep is still running "
+                         "or was interrupted")
+    table = pd.read_csv(sweep_dir / COMPARISON_FILE, index_col="combination")
+    return table, read_json(sweep_dir / SWEEP_FILE)
+
+
+def find_sweep(run_dir: str | Path, sweep_dir: str | Path | None = None) -> Path | None:
+    """``sweep_dir`` if given, else the newest finished sweep trained on this run's data."""
+    if sweep_dir:
+        return Path(sweep_dir)
+    folder = runs_root() / SWEEPS_DIR
+    if not folder.is_dir():
+        return None
+    fingerprint = data_fingerprint(run_dir)
+    for candidate in sorted(folder.iterdir(), reverse=True):
+        path = candidate / SWEEP_FILE
+        if (candidate / COMPARISON_FILE).exists() and path.exists() \
+                and read_json(path).get("data_fingerprint") == fingerprint:
+            return candidate
+    return None
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as a reader wants it: finished runs, best validation macro-F1 first."""
+    shown = table[table["status"] == "ok"].drop(columns=["status"])
+    return shown.sort_values(SELECTION_METRIC, ascending=False).round(3)
+
+
+# --- figures -------------------------------------------------------------------------------
+
+def _labels_for_plot(table: pd.DataFrame, grid_names: list[str]) -> list[str]:
+    return [", ".join(f"{n}={row[n]}" for n in grid_names) for _, row in table.iterrows()]
+
+
+def _grid_names(table: pd.DataFrame) -> list[str]:
+    stop = list(table.columns).index("status")
+    return list(table.columns[:stop])
+
+
+def plot_f1(table: pd.DataFrame, path=None):
+    """Macro- and micro-F1 on test, and validation macro-F1 (the selection metric), per run."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from .explore import save_figure
+
+    done = table[table["status"] == "ok"]
+    names = _labels_for_plot(done, _grid_names(table))
+    long = pd.DataFrame({
+        "combination": names * 3,
+        "metric": (["validation macro-F1"] * len(done) + ["test macro-F1"] * len(done)
+                   + ["test micro-F1"] * len(done)),
+        "score": list(done["validation_macro_f1"]) + list(done["test_macro_f1"])
+        + list(done["test_micro_f1"]),
+    })
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(done) + 3), 4))
+    sns.barplot(data=long, x="combination", y="score", hue="metric", ax=ax)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("")
+    ax.set_title("Class-weight sweep: F1 at thresholds tuned on validation")
+    ax.tick_params(axis="x", rotation=20)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.2f", fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
+
+
+def plot_rare_labels(table: pd.DataFrame, path=None):
+    """Recall and precision of the rarest labels: the ones class weights exist for."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from .explore import save_figure
+
+    done = table[table["status"] == "ok"]
+    names = _labels_for_plot(done, _grid_names(table))
+    rows = []
+    for column in done.columns:
+        if column.startswith(("recall[", "precision[")):
+            kind, label = column[:-1].split("[", 1)
+            for name, value in zip(names, done[column]):
+                rows.append({"label": label, "measure": kind, "combination": name, "value": value})
+    long = pd.DataFrame(rows)
+    measures = ["recall", "precision"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for ax, measure in zip(axes, measures):
+        part = long[long["measure"] == measure]
+        sns.barplot(data=part, x="label", y="value", hue="combination", ax=ax)
+        ax.set_title(f"{measure} on test, rarest labels")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("")
+        if ax is not axes[-1]:
+            ax.get_legend().remove()
+    axes[-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig

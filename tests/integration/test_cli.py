@@ -1,0 +1,218 @@
+"""``python -m mlclf_utils run`` and ``sweep`` as users call them: real processes, the tiny model.
+
+One smoke run of 01-02 is shared by the tests (they only ever read it); every test checks that
+it is left as it was.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from mlclf_utils import references, sweep
+from mlclf_utils.runs import read_json
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = str(ROOT / "configs" / "smoke.yaml")
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
+
+
+def cli(*args, runs_root: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLCLF_RUNS_DIR": str(runs_root)}
+    result = subprocess.run([sys.executable, "-m", "mlclf_utils", *map(str, args)], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def finished_run(result: subprocess.CompletedProcess) -> Path:
+    return Path(re.search(r"run finished: (\S+)", result.stdout).group(1))
+
+
+def snapshot(run: Path) -> dict:
+    return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in sorted(run.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def shared_runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli-runs")
+
+
+@pytest.fixture(scope="module")
+def base_run(shared_runs):
+    """01-02 with the smoke parameters, via the CLI; the manifest is checked here once."""
+    result = cli("run", "--config", SMOKE, "--to", "02", "--no-progress", runs_root=shared_runs)
+    run = finished_run(result)
+    assert run.parent == shared_runs and (shared_runs / "LATEST").read_text().strip() == run.name
+
+    manifest = read_json(run / "manifest.json")
+    assert manifest["run_id"] == run.name
+    assert manifest["parameters"] == references.smoke_parameters()
+    assert manifest["resumed_from"] is None
+    assert re.fullmatch(r"[0-9a-f]{40}", manifest["git"]["commit"])
+    assert manifest["packages"]["torch"].startswith("2.13.0")
+    assert manifest["packages"]["papermill"] and manifest["packages"]["python"]
+    assert [(s["stage"], s["status"]) for s in manifest["stages"]] == [
+        ("01_preprocess", "ok"), ("02_save_data", "ok")]
+    assert all(s["seconds"] > 0 for s in manifest["stages"])
+    assert manifest["stages"][1]["parameters"] == {}  # 02 takes none of the smoke values
+    assert manifest["stages"][0]["parameters"]["model_name"] == "mlclf/tiny-random-distilbert"
+    assert {p.name for p in run.iterdir()} == {
+        "manifest.json", "01_preprocess", "01_preprocess.ipynb", "02_save_data", "02_save_data.ipynb"}
+    return run
+
+
+def test_resume_runs_the_later_stages_in_a_new_run_from_the_earlier_artifacts(base_run, shared_runs):
+    before = snapshot(base_run)
+    result = cli("run", "--resume", base_run, "--from", "03", "--to", "04", "-p", "max_steps", "4",
+                 "-p", "plain_baseline", "false",
+                 "--no-progress", runs_root=shared_runs)
+    run = finished_run(result)
+    assert run != base_run and snapshot(base_run) == before
+
+    manifest = read_json(run / "manifest.json")
+    assert manifest["resumed_from"] == str(base_run.resolve())
+    assert manifest["overrides"] == {"max_steps": 4, "plain_baseline": False}
+    assert manifest["parameters"] == {**references.smoke_parameters(), **manifest["overrides"]}
+    assert [(s["stage"], s["status"]) for s in manifest["stages"]] == [
+        ("01_preprocess", "reused"), ("02_save_data", "reused"), ("03_train", "ok"),
+        ("04_evaluate", "ok")]
+    assert manifest["stages"][0]["from_run"] == base_run.name
+    assert manifest["stages"][2]["parameters"]["max_steps"] == 4
+
+    assert read_json(run / "03_train" / "metrics" / "metrics.json")["global_step"] == 4
+    report = read_json(run / "04_evaluate" / "report.json")
+    assert 0 <= report["validation_tuned"]["macro_f1"] <= 1
+    per_class = pd.read_csv(run / "04_evaluate" / "per_class_test.csv", index_col="label")
+    assert {"precision", "recall", "f1", "support"} <= set(per_class.columns) and len(per_class) == 10
+    # The reused data is the same data: a sweep on the base matches this run too.
+    assert sweep.data_fingerprint(run) == sweep.data_fingerprint(base_run)
+    assert not (run / "05_explain").exists()
+
+
+def test_a_failing_stage_stops_the_run_keeps_its_notebook_and_can_be_resumed(base_run, shared_runs):
+    failed = cli("run", "--resume", base_run, "--from", "03", "-p", "probe_label", "no-such-label",
+                 "--no-progress", runs_root=shared_runs, check=False)
+    assert failed.returncode == 2
+    message = failed.stderr
+    assert re.search(r"stage 03_train failed in cell \[\d+\] \(.+\) with \w+", message), message
+    assert "no-such-label" in message
+    run = Path(re.search(r"executed notebook with the traceback is (\S+)", message).group(1)).parent
+    assert f"--resume {run}" in message
+
+    manifest = read_json(run / "manifest.json")
+    stages = {s["stage"]: s for s in manifest["stages"]}
+    assert stages["03_train"]["status"] == "failed" and "no-such-label" in stages["03_train"]["error"]
+    assert "04_evaluate" not in stages  # nothing ran after the failure
+    executed = nbformat.read(str(run / "03_train.ipynb"), as_version=4)
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert len(errors) == 1 and stages["03_train"]["cell"] is not None
+
+    resumed = cli("run", "--resume", run, "--to", "03", "-p", "probe_label", "null",
+                  "--no-progress", runs_root=shared_runs)
+    again = finished_run(resumed)
+    manifest = read_json(again / "manifest.json")
+    assert [(s["stage"], s["status"]) for s in manifest["stages"]] == [
+        ("01_preprocess", "reused"), ("02_save_data", "reused"), ("03_train", "ok")]
+    assert manifest["parameters"]["probe_label"] is None
+    assert (run / "03_train.ipynb").exists()  # the failed run keeps its evidence
+
+
+def test_bad_parameters_fail_before_any_stage_runs(base_run, shared_runs):
+    before = {p.name for p in shared_runs.iterdir()}
+    for args, pattern in [
+        (("-p", "epochs", "three"), r"epochs.*must be int"),
+        (("-p", "max_lenght", "64"), r"max_lenght.*no stage notebook takes"),
+        (("-p", "pos_weight_strategy", "log"), r"pos_weight_strategy.*choose one of"),
+        (("--from", "04"), r"--from.*needs --resume"),
+        (("--resume", base_run, "--from", "03", "-p", "sample_size", "10"), r"sample_size"),
+    ]:
+        result = cli("run", "--config", SMOKE, *args, runs_root=shared_runs, check=False)
+        assert result.returncode == 2 and re.search(pattern, result.stderr), result.stderr
+    assert {p.name for p in shared_runs.iterdir()} == before
+
+
+def test_sweep_over_a_2x1_grid(base_run, shared_runs):
+    before = snapshot(base_run)
+    result = cli("sweep", "--base", base_run, "--config", SMOKE,
+                 "--grid", "pos_weight_strategy=none,sqrt", "--grid", "pos_weight_floor=1",
+                 "--jobs", "2", "--no-progress", runs_root=shared_runs)
+    sweep_dir = Path(re.search(r"sweep finished: (\S+)", result.stdout).group(1))
+    assert sweep_dir.parent == shared_runs / "sweeps" and snapshot(base_run) == before
+
+    info = read_json(sweep_dir / "sweep.json")
+    assert info["grid"] == {"pos_weight_strategy": ["none", "sqrt"], "pos_weight_floor": [1]}
+    assert info["base_run"] == str(base_run.resolve())
+    assert [c["status"] for c in info["combinations"]] == ["ok", "ok"]
+    assert info["best"]["name"] in {c["name"] for c in info["combinations"]}
+    for combo in info["combinations"]:
+        run = sweep_dir / combo["name"]
+        manifest = read_json(run / "manifest.json")
+        assert manifest["parameters"]["pos_weight_strategy"] == combo["values"]["pos_weight_strategy"]
+        assert manifest["parameters"]["plain_baseline"] is False
+        assert [s["status"] for s in manifest["stages"]] == ["reused", "reused", "ok", "ok"]
+        hyper = read_json(run / "03_train" / "model" / "hyperparameters.json")
+        assert hyper["pos_weight_strategy"] == combo["values"]["pos_weight_strategy"]
+        report = read_json(run / "04_evaluate" / "report.json")
+        assert "plain BCE @ 0.5" not in report["comparison"]
+
+    table, _ = sweep.load(sweep_dir)
+    assert list(table["pos_weight_strategy"]) == ["none", "sqrt"]
+    assert list(table["pos_weight_floor"]) == [1, 1]
+    rare = sweep.rarest_labels(base_run)
+    for column in ["validation_macro_f1", "test_macro_f1", "test_micro_f1",
+                   *[f"recall[{label}]" for label in rare], *[f"precision[{label}]" for label in rare]]:
+        assert column in table.columns
+    assert table["test_macro_f1"].between(0, 1).all()
+    best = table["validation_macro_f1"].idxmax()
+    assert info["best"]["name"] == best
+    for figure in ("sweep_f1", "sweep_rare_labels"):
+        assert (sweep_dir / "figures" / f"{figure}.png").stat().st_size > 5000
+    # Notebook 04 of any run on the same data finds this sweep by itself.
+    os.environ["MLCLF_RUNS_DIR"] = str(shared_runs)
+    try:
+        assert sweep.find_sweep(base_run) == sweep_dir
+    finally:
+        del os.environ["MLCLF_RUNS_DIR"]
+
+
+def test_one_failing_combination_does_not_lose_the_others(base_run, shared_runs):
+    result = cli("sweep", "--base", base_run, "--config", SMOKE,
+                 "--grid", "probe_label=video,no-such-label", "--jobs", "2", "--no-progress",
+                 runs_root=shared_runs, check=False)
+    assert result.returncode == 2
+    assert "1 of 2 combinations failed" in result.stderr
+    sweep_dir = Path(re.search(r"compared in (\S+)/comparison.csv", result.stderr).group(1))
+    info = read_json(sweep_dir / "sweep.json")
+    ok, failed = info["combinations"]
+    assert ok["status"] == "ok" and failed["status"] == "failed"
+    assert failed["error"].startswith("03_train:") and "no-such-label" in failed["error"]
+    assert (sweep_dir / failed["log"]).exists()
+    table = pd.read_csv(sweep_dir / "comparison.csv", index_col="combination")
+    assert table.loc[ok["name"], "status"] == "ok" and table.loc[ok["name"], "test_macro_f1"] >= 0
+    assert table.loc[failed["name"], "status"] == "failed"
+    assert pd.isna(table.loc[failed["name"], "test_macro_f1"])
+    assert info["best"]["name"] == ok["name"]
+
+
+def test_sweep_grid_errors_come_before_any_training(base_run, shared_runs):
+    before = {p.name for p in shared_runs.iterdir()}
+    sweeps_before = {p.name for p in (shared_runs / "sweeps").glob("*")}
+    for grid, pattern in [
+        ("sample_size=100,200", r"sample_size.*a sweep runs 03_train-04_evaluate"),
+        ("pos_weight_strategy=none,log", r"pos_weight_strategy.*choose one of"),
+        ("epochs=1,two", r"epochs.*must be int"),
+        ("pos_weight_strategy", r"NAME=V1,V2"),
+        ("epochs=1,,2", r"empty value"),
+    ]:
+        result = cli("sweep", "--base", base_run, "--config", SMOKE, "--grid", grid,
+                     runs_root=shared_runs, check=False)
+        assert result.returncode == 2 and re.search(pattern, result.stderr), (grid, result.stderr)
+    assert {p.name for p in shared_runs.iterdir()} == before
+    assert {p.name for p in (shared_runs / "sweeps").glob("*")} == sweeps_before
