@@ -35,8 +35,8 @@ SWEEP_FILE = "sweep.json"
 COMPARISON_FILE = "comparison.csv"
 FIRST_STAGE, LAST_STAGE = "03_train", "04_evaluate"
 # The combination with pos_weight_strategy=none already is the plain recipe, so 04 need not
-# train one more plain baseline per combination.
-SWEEP_DEFAULTS = {"plain_baseline": False}
+# train one more plain baseline per combination; and a combination's 04 presents no sweep.
+SWEEP_DEFAULTS = {"plain_baseline": False, "sweep_dir": False}
 SELECTION_METRIC = "validation_macro_f1"
 N_RARE_LABELS = 3
 
@@ -144,12 +144,14 @@ def check_sweep(grid: dict[str, list], params: dict, base: Path | None) -> list[
     return combos
 
 
-def _thread_env(jobs: int) -> dict:
-    """Split the cores between parallel trainings instead of letting each take all of them."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+def _thread_env(parallel: int) -> dict:
+    """Split the cores between trainings running side by side; two trainings that each take
+    every core run slower together than one after the other. A user's OMP_NUM_THREADS wins."""
     env = dict(os.environ)
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[name] = str(threads)
+    if not env.get("OMP_NUM_THREADS"):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        env["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // parallel))
+    env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
     return env
 
 
@@ -217,7 +219,7 @@ def run_sweep(
         work.append((info["combinations"][-1], command, sweep_dir / "logs" / f"{name}.log"))
     write_json(sweep_dir / SWEEP_FILE, info)
 
-    env = _thread_env(jobs)
+    env = _thread_env(min(jobs, len(combos)))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {}
         for entry, command, log in work:
@@ -314,7 +316,11 @@ def load(sweep_dir: str | Path) -> tuple[pd.DataFrame, dict]:
 
 
 def find_sweep(run_dir: str | Path, sweep_dir: str | Path | None = None) -> Path | None:
-    """``sweep_dir`` if given, else the newest finished sweep trained on this run's data."""
+    """``sweep_dir`` if given, else the newest finished sweep trained on this run's data.
+
+    ``sweep_dir=False`` turns the search off (a sweep's own combinations use it)."""
+    if sweep_dir is False:
+        return None
     if sweep_dir:
         return Path(sweep_dir)
     folder = runs_root() / SWEEPS_DIR
@@ -323,9 +329,10 @@ def find_sweep(run_dir: str | Path, sweep_dir: str | Path | None = None) -> Path
     fingerprint = data_fingerprint(run_dir)
     for candidate in sorted(folder.iterdir(), reverse=True):
         path = candidate / SWEEP_FILE
-        if (candidate / COMPARISON_FILE).exists() and path.exists() \
-                and read_json(path).get("data_fingerprint") == fingerprint:
-            return candidate
+        if (candidate / COMPARISON_FILE).exists() and path.exists():
+            info = read_json(path)
+            if info.get("data_fingerprint") == fingerprint and "best" in info:
+                return candidate
     return None
 
 

@@ -308,8 +308,18 @@ def set_threads(threads: int) -> None:
     import torch
 
     if threads == 0:
-        threads = max(1, (os.cpu_count() or 1) // world_size())
+        threads = default_threads()
     torch.set_num_threads(threads)
+
+
+def default_threads() -> int:
+    """OMP_NUM_THREADS when a launcher set it (torchrun, a sweep running jobs side by side),
+    else this process's share of the cores it may run on."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // world_size())
 
 
 def find_latest_checkpoint(folder: Path) -> str | None:

@@ -197,6 +197,10 @@ positives and $\text{neg}$ negatives in train:
 
 A floor (default 0.5) keeps a very frequent class from losing most of its positive gradient, and an
 optional cap limits the rarest.
+
+Which strategy suits a data set is an empirical question, and the answer costs one training run per
+candidate: `python -m mlclf_utils sweep --base runs/<run-id> --grid pos_weight_strategy=none,ratio,sqrt,damped`
+trains and evaluates each on this run's data, and section 7 of `04_evaluate` compares them.
 """),
 ("code", r"""
 train_targets = torch.tensor(train_split["labels"]).numpy()

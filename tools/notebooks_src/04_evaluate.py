@@ -25,7 +25,7 @@ threshold_fallback = "global"   # type: str|float  "global" (one threshold tuned
 plain_baseline = True       # fine-tune the plain-recipe baseline (one more training run)
 batch_size = 64
 worst_n = 3                 # worst examples shown per class
-sweep_dir = None            # type: str|None  a class-weight sweep to present; None: the newest on this data
+sweep_dir = None            # type: str|bool|None  a class-weight sweep to show; None: the newest on this data; False: none
 """, "parameters"),
 ("code", r"""
 import json
