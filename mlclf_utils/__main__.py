@@ -11,10 +11,12 @@ from .errors import MlclfError
 
 def _params(args) -> dict:
     """--config first, then each -p on top of it, in the order given."""
-    from .pipeline import load_params_file, parse_value
+    from .pipeline import all_parameter_specs, load_params_file, typed_value
 
     params = load_params_file(args.config)
-    params.update({name: parse_value(value) for name, value in args.param})
+    if args.param:
+        specs = all_parameter_specs()
+        params.update({name: typed_value(name, value, specs) for name, value in args.param})
     return params
 
 
@@ -103,10 +105,15 @@ def main(argv: list[str] | None = None) -> int:
                                    progress=not args.no_progress)
             print(f"run finished: {run_dir}")
         elif args.command == "sweep":
-            from .sweep import load, parse_grid, run_sweep, summary
+            from .sweep import SweepFailed, load, parse_grid, run_sweep, summary
 
-            sweep_dir = run_sweep(parse_grid(args.grid), params=_params(args), base=args.base,
-                                  jobs=args.jobs, progress=not args.no_progress)
+            try:
+                sweep_dir = run_sweep(parse_grid(args.grid), params=_params(args), base=args.base,
+                                      jobs=args.jobs, progress=not args.no_progress)
+            except SweepFailed as exc:
+                if (exc.sweep_dir / "comparison.csv").exists():
+                    print(summary(load(exc.sweep_dir)[0]).to_string())
+                raise
             print(summary(load(sweep_dir)[0]).to_string())
             print(f"sweep finished: {sweep_dir}")
         elif args.command == "demo-data":
@@ -125,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     except MlclfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; the manifest records where each stage stopped", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import datetime as _dt
+import math
 import os
 import re
 import shutil
@@ -22,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MlclfError, ParameterError
-from .runs import (MANIFEST, STAGES, git_commit, new_run_dir, package_versions, project_root,
-                   write_json)
+from .runs import (FINISHED, MANIFEST, STAGES, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK,
+                   STATUS_REUSED, STATUS_RUNNING, git_commit, new_run_dir, package_versions,
+                   project_root, write_json)
 
 RUNNER_PARAMETERS = {"run_dir"}
 TYPE_NAMES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict,
               "None": type(None)}
-STATUS_OK, STATUS_REUSED, STATUS_FAILED = "ok", "reused", "failed"
+
 
 
 def notebooks_dir() -> Path:
@@ -72,7 +74,39 @@ def parse_value(text: str):
     """A ``-p`` value is YAML (3 is an int, [0.8, 0.1, 0.1] a list, null is None); never eval'd."""
     import yaml
 
-    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ParameterError("value", text, f"is not valid YAML ({exc.__class__.__name__}); "
+                             "quote it to pass it as text") from None
+
+
+EXPLICIT_NULLS = {"null", "Null", "NULL", "~", "None", "none"}
+
+
+def typed_value(name: str, text: str, specs: dict[str, "ParameterSpec"] | None = None):
+    """A command-line value read against its parameter's declared types.
+
+    YAML guesses types from the text alone: ``4.40`` becomes the float 4.4, ``off`` becomes
+    False and ``#`` becomes None. When the parameter takes text and YAML's guess is not one of
+    its types (or YAML produced nothing from non-empty text), the text is kept as it was typed.
+    """
+    specs = all_parameter_specs() if specs is None else specs
+    spec = specs.get(name)
+    takes_text = spec is not None and (not spec.types or "str" in spec.types)
+    try:
+        value = parse_value(text)
+    except ParameterError:
+        if takes_text:
+            return text
+        raise ParameterError(name, text, "is not valid YAML; quote it to pass it as text") from None
+    if takes_text and spec.types and not isinstance(value, str):
+        produced_nothing = value in (None, "") and text.strip() not in EXPLICIT_NULLS
+        if produced_nothing or not spec.accepts(value):
+            return text
+    if value is None and text.strip() not in EXPLICIT_NULLS:
+        raise ParameterError(name, text, "reads as nothing; quote it to pass it as text")
+    return value
 
 
 def load_params_file(path: str | Path | None) -> dict:
@@ -107,6 +141,8 @@ class ParameterSpec:
     notebook: str
 
     def accepts(self, value) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False  # NaN and infinity do not survive the manifest's JSON
         if not self.types:
             return True
         for name in self.types:
@@ -140,7 +176,19 @@ def parameter_specs(path: Path) -> dict[str, ParameterSpec]:
             types = ()
         else:
             types = (type(default).__name__,)
+            if types[0] not in TYPE_NAMES:
+                raise MlclfError(f"{path.name}: {name} defaults to a {types[0]}; use one of "
+                                 f"{sorted(TYPE_NAMES)} or declare it with a '# type:' comment")
         specs[name] = ParameterSpec(name, default, types, path.name)
+    return specs
+
+
+def all_parameter_specs(folder: Path | None = None) -> dict[str, ParameterSpec]:
+    """Every stage's parameters by name (the first notebook's spec where two share a name)."""
+    specs: dict[str, ParameterSpec] = {}
+    for notebook in stage_notebooks(folder):
+        for name, spec in parameter_specs(notebook).items():
+            specs.setdefault(name, spec)
     return specs
 
 
@@ -167,15 +215,27 @@ def check_parameters(params: dict, notebooks: list[Path]) -> dict[Path, dict]:
             if spec is not None and not spec.accepts(value):
                 raise ParameterError(name, value, f"must be {' or '.join(spec.types)} "
                                      f"(the default in {spec.notebook} is {spec.default!r}), "
-                                     f"not {type(value).__name__}")
+                                     f"not {type(value).__name__}"
+                                     + (" (NaN and infinity are not accepted)"
+                                        if isinstance(value, float) else ""))
     return {nb: {k: v for k, v in params.items() if k in every[nb]} for nb in notebooks}
 
 
-def _with_defaults(notebook: Path, params: dict) -> dict:
+def effective_parameters(notebook: Path, params: dict) -> dict:
+    """What the notebook will see: its defaults with ``params`` on top (run_dir aside)."""
     values = {name: spec.default for name, spec in parameter_specs(notebook).items()}
     values.update(params)
     values.pop("run_dir", None)
     return values
+
+
+# Parameters that are positive integers in 04 and 05 (01 and 03 check their own).
+POSITIVE_INTEGERS = {
+    "04_evaluate": ("min_support", "batch_size", "worst_n"),
+    "05_explain": ("n_classes", "n_per_kind", "n_steps", "internal_batch_size", "max_pairs",
+                   "oversample_factor"),
+    "03_train": ("nproc_per_node", "instance_count"),
+}
 
 
 def preflight(per_notebook: dict[Path, dict]) -> None:
@@ -187,8 +247,11 @@ def preflight(per_notebook: dict[Path, dict]) -> None:
     from . import preprocess, s3, thresholds, train
 
     for notebook, params in per_notebook.items():
-        values = _with_defaults(notebook, params)
+        values = effective_parameters(notebook, params)
         stage = notebook.stem
+        for name in POSITIVE_INTEGERS.get(stage, ()):
+            if name in values and values[name] < 1:
+                raise ParameterError(name, values[name], "must be a positive integer")
         if stage == "01_preprocess":
             preprocess.PreprocessConfig.from_parameters(**values)
         elif stage == "02_save_data" and values.get("s3_uri"):
@@ -196,13 +259,17 @@ def preflight(per_notebook: dict[Path, dict]) -> None:
         elif stage == "03_train":
             hyper = {k: values[k] for k in train.NOTEBOOK_HYPERPARAMETERS}
             train.check_hyperparameters(hyper, mode=values["mode"])
+            if values["mode"] == "sagemaker":
+                for name in ("role", "default_bucket"):
+                    if not values.get(name):
+                        raise ParameterError(name, values.get(name), "is required when mode is sagemaker")
         elif stage == "04_evaluate":
             thresholds.check_fallback(values["threshold_fallback"], "threshold_fallback")
 
 
 # --- which stages run ------------------------------------------------------------------------
 
-def stage_name(value: str | None) -> str | None:
+def stage_name(value: str | None, option: str = "stage") -> str | None:
     """``03``, ``3``, ``03_train`` and ``train`` all name stage 03_train."""
     if value is None:
         return None
@@ -211,27 +278,32 @@ def stage_name(value: str | None) -> str | None:
         number, name = stage.split("_", 1)
         if text in (stage, number, number.lstrip("0"), name):
             return stage
-    raise ParameterError("stage", value, f"choose one of {STAGES} (or its number)")
+    raise ParameterError(option, value, f"choose one of {STAGES} (or its number)")
 
 
 def select_stages(notebooks: list[Path], first: str | None, last: str | None) -> list[Path]:
     names = [nb.stem for nb in notebooks]
-    first, last = stage_name(first), stage_name(last)
-    start = names.index(first) if first in names else 0
-    stop = names.index(last) + 1 if last in names else len(names)
-    if first and first not in names or last and last not in names:
-        raise ParameterError("--from/--to", first if first not in names else last,
-                             f"no such notebook among {names}")
+    first, last = stage_name(first, "--from"), stage_name(last, "--to")
+    for option, stage in (("--from", first), ("--to", last)):
+        if stage is not None and stage not in names:
+            raise ParameterError(option, stage, f"no such notebook among {names}")
+    start = names.index(first) if first else 0
+    stop = names.index(last) + 1 if last else len(names)
     if start >= stop:
-        raise ParameterError("--from/--to", f"{first}..{last}", "--from comes after --to")
+        raise ParameterError("--to", last, f"comes before the first stage to run, {first}")
     return notebooks[start:stop]
 
 
-def _stage_status(manifest: dict | None, stage: str) -> str | None:
+def _stage_entry(manifest: dict | None, stage: str) -> dict | None:
     for entry in (manifest or {}).get("stages", []):
         if entry["stage"] == stage:
-            return entry["status"]
+            return entry
     return None
+
+
+def _stage_status(manifest: dict | None, stage: str) -> str | None:
+    entry = _stage_entry(manifest, stage)
+    return entry["status"] if entry else None
 
 
 def resume_point(source: Path, notebooks: list[Path]) -> str:
@@ -242,19 +314,32 @@ def resume_point(source: Path, notebooks: list[Path]) -> str:
                              f"has no {MANIFEST} (it was not made by `run`); say where to start "
                              "with --from")
     for notebook in notebooks:
-        if _stage_status(manifest, notebook.stem) not in (STATUS_OK, STATUS_REUSED):
+        if _stage_status(manifest, notebook.stem) not in FINISHED:
             return notebook.stem
     raise ParameterError("--resume", str(source),
                          "every stage finished; pass --from STAGE to run a stage again")
 
 
 def _read_manifest(run_dir: Path) -> dict | None:
-    path = run_dir / MANIFEST
+    path = Path(run_dir) / MANIFEST
     if not path.exists():
         return None
     from .errors import read_json_file
 
     return read_json_file(path, what="run manifest")
+
+
+def check_reusable(source: Path, stages: list[str]) -> None:
+    """Every stage to be taken from ``source`` finished there and left its artifacts."""
+    manifest = _read_manifest(source)
+    for stage in stages:
+        status = _stage_status(manifest, stage)
+        folder = Path(source) / stage
+        if manifest is not None and status not in FINISHED:
+            raise MlclfError(f"cannot take {stage} from {source}: that stage "
+                             f"{'did not run' if status is None else 'ended ' + status} there")
+        if not folder.is_dir() or not any(folder.iterdir()):
+            raise MlclfError(f"cannot take {stage} from {source}: {folder} holds no artifacts")
 
 
 def _link_or_copy(src, dst) -> None:
@@ -267,37 +352,106 @@ def _link_or_copy(src, dst) -> None:
 
 def reuse_stages(source: Path, run_dir: Path, stages: list[str]) -> list[dict]:
     """Bring the artifacts of ``stages`` from an earlier run into ``run_dir``."""
+    check_reusable(source, stages)
     manifest = _read_manifest(source)
     entries = []
     for stage in stages:
-        status = _stage_status(manifest, stage)
-        folder = source / stage
-        if manifest is not None and status not in (STATUS_OK, STATUS_REUSED):
-            raise MlclfError(f"cannot resume from {source}: its stage {stage} "
-                             f"{'did not run' if status is None else 'ended ' + status}")
-        if not folder.is_dir() or not any(folder.iterdir()):
-            raise MlclfError(f"cannot resume from {source}: {folder} holds no artifacts")
-        shutil.copytree(folder, run_dir / stage, copy_function=_link_or_copy, symlinks=True)
-        executed = source / f"{stage}.ipynb"
+        shutil.copytree(Path(source) / stage, run_dir / stage, copy_function=_link_or_copy,
+                        symlinks=True)
+        executed = Path(source) / f"{stage}.ipynb"
         if executed.exists():
             _link_or_copy(executed, run_dir / executed.name)
-        entries.append({"stage": stage, "status": STATUS_REUSED, "from_run": source.name,
-                        "from_path": str(source.resolve())})
+        earlier = _stage_entry(manifest, stage) or {}
+        entries.append({"stage": stage, "status": STATUS_REUSED,
+                        "from_run": earlier.get("from_run", Path(source).name),
+                        "from_path": earlier.get("from_path", str(Path(source).resolve())),
+                        "parameters": earlier.get("parameters")})
     return entries
 
 
-def _check_resume_parameters(params: dict, source_params: dict, reused: list[Path],
-                             running: list[Path]) -> None:
-    """A value that only a reused stage reads cannot change: that stage will not run again."""
-    reused_names = set().union(*(parameter_specs(nb) for nb in reused)) if reused else set()
-    running_names = set().union(*(parameter_specs(nb) for nb in running))
-    for name in sorted(set(params) & (reused_names - running_names)):
-        if name in source_params and params[name] == source_params[name]:
-            continue
-        raise ParameterError(
-            name, params[name],
-            f"is read only by a stage taken from the earlier run ({', '.join(nb.stem for nb in reused)}); "
-            "start a new run (or resume from an earlier stage) to change it")
+# Names that two stages read with different meanings: 01's seed draws the sample and the split,
+# 03's seeds the training. Changing 03's on a resumed run is legitimate.
+STAGE_LOCAL = {"seed"}
+
+
+def _check_resume_parameters(params: dict, source: Path, reused: list[Path]) -> None:
+    """A value a reused stage read cannot change: that stage will not run again.
+
+    ``model_name`` and ``max_length`` are read by 01 (which tokenized the data) and 03 alike, so
+    they are frozen too: 03 must train on the tokens 01 produced.
+    """
+    manifest = _read_manifest(source) or {}
+    for notebook in reused:
+        entry = _stage_entry(manifest, notebook.stem) or {}
+        used = entry.get("parameters")
+        if used is None:  # older manifests, or a run made by hand: the defaults plus its values
+            used = effective_parameters(notebook, {k: v for k, v in manifest.get("parameters", {}).items()
+                                                   if k in parameter_specs(notebook)})
+        else:
+            used = effective_parameters(notebook, used)
+        for name in sorted(set(params) & set(used) - STAGE_LOCAL - RUNNER_PARAMETERS):
+            if params[name] != used[name]:
+                raise ParameterError(
+                    name, params[name],
+                    f"was {used[name]!r} in {notebook.stem}, which is taken from {source}; start a "
+                    "new run (or resume from that stage) to change it")
+
+
+@dataclass
+class RunPlan:
+    """Everything checked, nothing created: what ``execute`` will do."""
+
+    earlier: list[Path]          # taken from ``source``
+    selected: list[Path]         # executed
+    source: Path | None
+    parameters: dict             # the source run's values with this run's on top
+    overrides: dict              # this run's values
+    per_notebook: dict           # selected notebook -> the values it receives
+    last_requested: str | None
+
+
+def plan_run(params: dict | None = None, *, notebooks: list[Path] | None = None,
+             first: str | None = None, last: str | None = None,
+             resume: str | Path | None = None) -> RunPlan:
+    """Check a run completely before anything is written: names, types, each stage's own
+    checks, the resumed run's stages and the values they froze."""
+    all_notebooks = notebooks or stage_notebooks()
+    if not all_notebooks:
+        raise MlclfError("no stage notebooks found")
+    source = Path(resume) if resume else None
+    if source is not None and not source.is_dir():
+        raise ParameterError("--resume", str(resume), "no such run directory")
+    if source is not None and first is None:
+        first = resume_point(source, all_notebooks)
+    selected = select_stages(all_notebooks, first, last)
+    earlier = all_notebooks[:all_notebooks.index(selected[0])]
+    if earlier and source is None:
+        raise ParameterError("--from", selected[0].stem,
+                             f"needs --resume RUN_DIR: the stages before it ({earlier[0].stem}...) "
+                             "must come from an existing run")
+    params = dict(params or {})
+    source_params = {}
+    if source is not None:
+        check_reusable(source, [nb.stem for nb in earlier])
+        source_params = (_read_manifest(source) or {}).get("parameters", {})
+        _check_resume_parameters(params, source, earlier)
+    merged = {**source_params, **params}
+    per_notebook = check_parameters(merged, selected)
+    preflight(per_notebook)
+    return RunPlan(earlier, selected, source, merged, params, per_notebook, last)
+
+
+def _check_new_run_dir(run_dir: Path, source: Path | None) -> None:
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ParameterError("--run-dir", str(run_dir), "already holds files; a run never "
+                             "overwrites another")
+    resolved = run_dir.resolve()
+    for folder in (resolved, *resolved.parents):
+        if (folder / MANIFEST).exists():
+            raise ParameterError("--run-dir", str(run_dir), f"is inside the run {folder}; a run "
+                                 "never writes into another")
+    if source is not None and (resolved == source.resolve() or source.resolve() in resolved.parents):
+        raise ParameterError("--run-dir", str(run_dir), f"is inside the resumed run {source}")
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -336,6 +490,10 @@ def _kernel_environment():
             os.environ["MPLBACKEND"] = previous
 
 
+def _resume_hint(run_dir: Path, last: str | None) -> str:
+    return f"python -m mlclf_utils run --resume {run_dir}" + (f" --to {last}" if last else "")
+
+
 def run_pipeline(
     params: dict | None = None,
     *,
@@ -353,61 +511,43 @@ def run_pipeline(
     run whose artifacts stand in for the stages that do not run. Its parameters carry over,
     and ``params`` override them for the stages that run.
     """
-    import papermill
-
-    all_notebooks = notebooks or stage_notebooks()
-    if not all_notebooks:
-        raise MlclfError("no stage notebooks found")
-    source = Path(resume) if resume else None
-    if source is not None and not source.is_dir():
-        raise ParameterError("--resume", str(resume), "no such run directory")
-    if source is not None and first is None:
-        first = resume_point(source, all_notebooks)
-    selected = select_stages(all_notebooks, first, last)
-    earlier = all_notebooks[:all_notebooks.index(selected[0])]
-    if earlier and source is None:
-        raise ParameterError("--from", selected[0].stem,
-                             f"needs --resume RUN_DIR: the stages before it ({earlier[0].stem}...) "
-                             "must come from an existing run")
-
-    params = dict(params or {})
-    source_params = {}
-    if source is not None:
-        source_params = (_read_manifest(source) or {}).get("parameters", {})
-        _check_resume_parameters(params, source_params, earlier, selected)
-    merged = {**source_params, **params}
-    per_notebook = check_parameters(merged, selected)
-    preflight(per_notebook)
-
+    plan = plan_run(params, notebooks=notebooks, first=first, last=last, resume=resume)
     if run_dir is not None:
         run_dir = Path(run_dir)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ParameterError("--run-dir", str(run_dir), "already holds files; a run never "
-                                 "overwrites another")
+        _check_new_run_dir(run_dir, plan.source)
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         run_dir = new_run_dir()
+    return execute(plan, run_dir, kernel_name=kernel_name, progress=progress)
+
+
+def execute(plan: RunPlan, run_dir: Path, *, kernel_name: str | None = None,
+            progress: bool = True) -> Path:
+    import papermill
+
     manifest = {
         "run_id": run_dir.name,
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "git": git_commit(),
         "packages": package_versions(),
-        "parameters": merged,
-        "overrides": params,
-        "resumed_from": str(source.resolve()) if source else None,
+        "parameters": plan.parameters,
+        "overrides": plan.overrides,
+        "resumed_from": str(plan.source.resolve()) if plan.source else None,
         "environment": {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS")
                         if k in os.environ},
         "stages": [],
     }
     write_json(run_dir / MANIFEST, manifest)
-    if earlier:
-        manifest["stages"] += reuse_stages(source, run_dir, [nb.stem for nb in earlier])
+    if plan.earlier:
+        manifest["stages"] += reuse_stages(plan.source, run_dir, [nb.stem for nb in plan.earlier])
         write_json(run_dir / MANIFEST, manifest)
-    for notebook in selected:
+    hint = _resume_hint(run_dir, plan.last_requested)
+    for notebook in plan.selected:
         stage = notebook.stem
         output = run_dir / notebook.name
-        entry = {"stage": stage, "notebook": output.name, "parameters": per_notebook[notebook],
-                 "status": "running",
+        given = plan.per_notebook[notebook]
+        entry = {"stage": stage, "notebook": output.name,
+                 "parameters": effective_parameters(notebook, given), "status": STATUS_RUNNING,
                  "started": _dt.datetime.now().isoformat(timespec="seconds")}
         manifest["stages"].append(entry)
         write_json(run_dir / MANIFEST, manifest)
@@ -417,7 +557,7 @@ def run_pipeline(
                 papermill.execute_notebook(
                     str(notebook),
                     str(output),
-                    parameters={**per_notebook[notebook], "run_dir": str(run_dir.resolve())},
+                    parameters={**given, "run_dir": str(run_dir.resolve())},
                     cwd=str(notebook.parent),
                     kernel_name=kernel_name,
                     progress_bar=progress,
@@ -433,14 +573,21 @@ def run_pipeline(
                 f"stage {stage} failed in cell [{exc.exec_count}]"
                 + (f" ({line})" if line else "") + f" with {exc.ename}: {exc.evalue}\n"
                 f"  -> the executed notebook with the traceback is {output}\n"
-                f"  -> after fixing it: python -m mlclf_utils run --resume {run_dir}"
+                f"  -> after fixing it: {hint}"
             ) from None
-        except BaseException as exc:  # a dead kernel, Ctrl-C: the manifest must say so
-            entry.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else STATUS_FAILED,
-                         seconds=round(time.perf_counter() - started, 1),
-                         error=f"{type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:
+            entry.update(status=STATUS_INTERRUPTED, seconds=round(time.perf_counter() - started, 1))
             write_json(run_dir / MANIFEST, manifest)
             raise
+        except Exception as exc:  # a dead kernel, a cell timeout: same record, same advice
+            entry.update(status=STATUS_FAILED, seconds=round(time.perf_counter() - started, 1),
+                         error=f"{type(exc).__name__}: {exc}")
+            write_json(run_dir / MANIFEST, manifest)
+            raise MlclfError(
+                f"stage {stage} stopped with {type(exc).__name__}: {exc}\n"
+                f"  -> the notebook as far as it got is {output}\n"
+                f"  -> to try again: {hint}"
+            ) from exc
         entry.update(status=STATUS_OK, seconds=round(time.perf_counter() - started, 1))
         write_json(run_dir / MANIFEST, manifest)
     return run_dir

@@ -21,6 +21,10 @@ from .errors import MlclfError, ParameterError
 STAGES = ("01_preprocess", "02_save_data", "03_train", "04_evaluate", "05_explain")
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
+# A stage's status in manifest.json (and a sweep combination's in sweep.json).
+STATUS_OK, STATUS_REUSED, STATUS_FAILED = "ok", "reused", "failed"
+STATUS_RUNNING, STATUS_INTERRUPTED = "running", "interrupted"
+FINISHED = (STATUS_OK, STATUS_REUSED)
 TRACKED_PACKAGES = (
     "mlclf-utils", "torch", "transformers", "tokenizers", "datasets", "captum", "numpy",
     "pandas", "scikit-learn", "iterative-stratification", "papermill", "sagemaker",

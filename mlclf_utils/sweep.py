@@ -18,8 +18,10 @@ import hashlib
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -27,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import MlclfError, ParameterError
-from .runs import MANIFEST, new_run_id, read_json, runs_root, write_json
+from .errors import MlclfError, ParameterError, read_json_file
+from .runs import (FINISHED, MANIFEST, STAGES, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK,
+                   STATUS_RUNNING, new_run_id, runs_root, write_json)
 
 SWEEPS_DIR = "sweeps"
 SWEEP_FILE = "sweep.json"
@@ -47,10 +50,12 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     """``["pos_weight_strategy=none,sqrt", "pos_weight_floor=0.5,1"]`` -> name: values.
 
     Each value is read like a ``-p`` value (YAML: ``1`` an int, ``null`` None, ``none`` the
-    string "none").
+    string "none"), against the parameter's declared types. A value holding a comma (a list)
+    cannot be swept this way; use a --config file per value instead.
     """
-    from .pipeline import parse_value
+    from .pipeline import all_parameter_specs, typed_value
 
+    specs = all_parameter_specs()
     if not items:
         raise ParameterError("--grid", None, "give at least one NAME=V1,V2,...")
     grid: dict[str, list] = {}
@@ -64,7 +69,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
         texts = [text.strip() for text in values.split(",")]
         if not all(texts):
             raise ParameterError("--grid", item, "has an empty value")
-        parsed = [parse_value(text) for text in texts]
+        parsed = [typed_value(name, text, specs) for text in texts]
         if len({json.dumps(v, sort_keys=True) for v in parsed}) != len(parsed):
             raise ParameterError("--grid", item, "repeats a value")
         grid[name] = parsed
@@ -122,25 +127,22 @@ def rarest_labels(run_dir: str | Path, n: int = N_RARE_LABELS) -> list[str]:
 # --- running -------------------------------------------------------------------------------
 
 def check_sweep(grid: dict[str, list], params: dict, base: Path | None) -> list[dict]:
-    """Validate every combination before any training starts."""
-    from .pipeline import (_check_resume_parameters, _read_manifest, check_parameters,
-                           parameter_specs, preflight, select_stages, stage_notebooks)
+    """Validate every combination exactly as its own ``run`` will, before any training starts."""
+    from .pipeline import parameter_specs, plan_run, select_stages, stage_notebooks
 
-    notebooks = stage_notebooks()
-    swept = select_stages(notebooks, FIRST_STAGE, LAST_STAGE)
-    earlier = notebooks[:notebooks.index(swept[0])]
-    swept_names = set().union(*(set(parameter_specs(nb)) for nb in swept))
+    swept = select_stages(stage_notebooks(), FIRST_STAGE, LAST_STAGE)
+    swept_names = set().union(*(set(parameter_specs(nb)) for nb in swept)) - {"run_dir"}
     outside = sorted(set(grid) - swept_names)
     if outside:
         raise ParameterError("--grid", outside, f"a sweep runs {FIRST_STAGE}-{LAST_STAGE}, which "
-                             f"do not read these; they can take {sorted(swept_names - {'run_dir'})}")
+                             f"do not read these; they can take {sorted(swept_names)}")
     combos = combinations(grid)
-    source_params = (_read_manifest(base) or {}).get("parameters", {}) if base else {}
     for combo in combos:
         values = {**SWEEP_DEFAULTS, **params, **combo}
         if base is not None:
-            _check_resume_parameters(values, source_params, earlier, swept)
-        preflight(check_parameters({**source_params, **values}, swept))
+            plan_run(values, first=FIRST_STAGE, last=LAST_STAGE, resume=base)
+        else:  # 01-02 will run with ``params`` first; check what 03-04 will then receive
+            plan_run(values, notebooks=None, first=None, last=LAST_STAGE)
     return combos
 
 
@@ -155,9 +157,59 @@ def _thread_env(parallel: int) -> dict:
     return env
 
 
-def _run_one(command: list[str], log: Path, env: dict) -> int:
-    with log.open("w") as out:
-        return subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+class SweepFailed(MlclfError):
+    """Some combinations failed; the others were compared. Carries the sweep directory."""
+
+    def __init__(self, message: str, sweep_dir: Path):
+        super().__init__(message)
+        self.sweep_dir = sweep_dir
+
+
+class _Children:
+    """The combination processes now running, so that Ctrl-C can stop them all."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+        self.stopping = False
+
+    def run(self, command: list[str], log: Path, env: dict) -> tuple[int | None, float]:
+        started = time.perf_counter()
+        with log.open("w") as out:
+            with self._lock:
+                if self.stopping:
+                    return None, 0.0
+                process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                           start_new_session=True)
+                self._running.add(process)
+            try:
+                code = process.wait()
+            finally:
+                with self._lock:
+                    self._running.discard(process)
+        return code, time.perf_counter() - started
+
+    def stop(self, grace: float = 30.0) -> None:
+        """SIGINT first (each run then marks its stage interrupted), SIGKILL after ``grace``."""
+        with self._lock:
+            self.stopping = True
+            running = list(self._running)
+        for process in running:
+            _signal_group(process, signal.SIGINT)
+        deadline = time.monotonic() + grace
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+
+
+def _signal_group(process: subprocess.Popen, sig) -> None:
+    try:
+        os.killpg(process.pid, sig)  # the run and its notebook kernel
+    except ProcessLookupError:
+        pass
 
 
 def run_sweep(
@@ -172,22 +224,26 @@ def run_sweep(
 
     Without ``base``, 01-02 run once first (with ``params``) into a new run, which becomes the
     base. A failed combination is recorded with its log and error; the rest still run, and the
-    comparison covers those that finished. The call raises at the end if any failed.
+    comparison covers those that finished. Raises ``SweepFailed`` at the end if any failed.
+    Ctrl-C stops the running combinations, cancels the rest and records both in sweep.json.
     """
     from tqdm.auto import tqdm
 
-    from .pipeline import run_pipeline
+    from .pipeline import check_reusable, run_pipeline
 
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ParameterError("--jobs", jobs, "must be a positive integer")
     params = dict(params or {})
     if base is not None:
         base = Path(base)
-        if not (base / "02_save_data").is_dir():
-            raise ParameterError("--base", str(base), "is not a run with a finished 02_save_data")
+        if not base.is_dir():
+            raise ParameterError("--base", str(base), "no such run directory")
+        check_reusable(base, list(STAGES[:STAGES.index(FIRST_STAGE)]))
     combos = check_sweep(grid, params, base)
     if base is None:
-        base = run_pipeline(params, last="02_save_data", progress=progress)
+        base = run_pipeline(params, last=STAGES[STAGES.index(FIRST_STAGE) - 1], progress=progress)
+    fingerprint = data_fingerprint(base)
+    rare = rarest_labels(base)
 
     sweep_dir = runs_root() / SWEEPS_DIR / new_run_id()
     sweep_dir.mkdir(parents=True)
@@ -197,12 +253,13 @@ def run_sweep(
         "sweep_id": sweep_dir.name,
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "base_run": str(base.resolve()),
-        "data_fingerprint": data_fingerprint(base),
+        "data_fingerprint": fingerprint,
         "grid": grid,
         "parameters": params,
         "jobs": jobs,
         "stages": [FIRST_STAGE, LAST_STAGE],
         "selection_metric": SELECTION_METRIC,
+        "rare_labels": rare,
         "combinations": [],
     }
     work = []
@@ -210,7 +267,7 @@ def run_sweep(
         name = combination_name(index, combo)
         values = {**SWEEP_DEFAULTS, **params, **combo}
         config = sweep_dir / "parameters" / f"{name}.json"
-        config.write_text(json.dumps(values, indent=2) + "\n")  # JSON is YAML: --config reads it
+        config.write_text(json.dumps(values, indent=2, allow_nan=False) + "\n")  # JSON is YAML
         command = [sys.executable, "-m", "mlclf_utils", "run", "--resume", str(base.resolve()),
                    "--from", FIRST_STAGE, "--to", LAST_STAGE, "--run-dir", str(sweep_dir / name),
                    "--config", str(config), "--no-progress"]
@@ -220,54 +277,76 @@ def run_sweep(
     write_json(sweep_dir / SWEEP_FILE, info)
 
     env = _thread_env(min(jobs, len(combos)))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {}
-        for entry, command, log in work:
-            futures[pool.submit(_timed, command, log, env)] = entry
-        bar = tqdm(total=len(futures), desc="sweep", unit="run", disable=not progress)
+    children = _Children()
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = {pool.submit(children.run, command, log, env): entry for entry, command, log in work}
+    bar = tqdm(total=len(futures), desc="sweep", unit="run", disable=not progress)
+    try:
         for future in as_completed(futures):
             entry = futures[future]
             code, seconds = future.result()
-            entry.update(status="ok" if code == 0 else "failed", returncode=code,
-                         seconds=round(seconds, 1))
-            if code != 0:
-                entry["error"] = _failure_of(sweep_dir / entry["name"], sweep_dir / entry["log"])
+            _record(entry, code, seconds, sweep_dir)
             write_json(sweep_dir / SWEEP_FILE, info)
             bar.update(1)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        children.stop()
+        pool.shutdown(wait=True)
+        for future, entry in futures.items():
+            if entry["status"] != "pending":
+                continue
+            code, seconds = (None, 0.0) if future.cancelled() else future.result()
+            if code is None:
+                entry["status"] = "cancelled"
+            else:
+                _record(entry, code, seconds, sweep_dir)
+                entry["status"] = STATUS_INTERRUPTED
+        info["interrupted"] = True
+        write_json(sweep_dir / SWEEP_FILE, info)
+        raise
+    finally:
         bar.close()
+        pool.shutdown(wait=True)
 
     table = compare(sweep_dir)
     table.to_csv(sweep_dir / COMPARISON_FILE)
-    finished = table[table["status"] == "ok"]
-    if len(finished):
+    finished = table[table["status"] == STATUS_OK]
+    if len(finished) and finished[SELECTION_METRIC].notna().any():
         best = finished[SELECTION_METRIC].astype(float).idxmax()
         info["best"] = {"name": best, "values": next(c["values"] for c in info["combinations"]
                                                       if c["name"] == best)}
+        write_json(sweep_dir / SWEEP_FILE, info)
         figures = sweep_dir / "figures"
         plot_f1(table, figures / "sweep_f1.png")
         plot_rare_labels(table, figures / "sweep_rare_labels.png")
-    write_json(sweep_dir / SWEEP_FILE, info)
-    failed = [c["name"] for c in info["combinations"] if c["status"] != "ok"]
+    failed = [c for c in info["combinations"] if c["status"] != STATUS_OK]
     if failed:
-        raise MlclfError(f"{len(failed)} of {len(combos)} combinations failed ({', '.join(failed)}); "
-                         f"the others are compared in {sweep_dir / COMPARISON_FILE}; each failure's "
-                         f"log is in {sweep_dir / 'logs'}")
+        details = "\n".join(f"  {c['name']}: {c.get('error', c['status'])} (log: {sweep_dir / c['log']})"
+                            for c in failed)
+        raise SweepFailed(f"{len(failed)} of {len(combos)} combinations failed; the others are "
+                          f"compared in {sweep_dir / COMPARISON_FILE}\n{details}", sweep_dir)
     return sweep_dir
 
 
-def _timed(command, log, env):
-    started = time.perf_counter()
-    code = _run_one(command, log, env)
-    return code, time.perf_counter() - started
+def _record(entry: dict, code: int | None, seconds: float, sweep_dir: Path) -> None:
+    entry.update(status=STATUS_OK if code == 0 else STATUS_FAILED, returncode=code,
+                 seconds=round(seconds, 1))
+    if code != 0:
+        entry["error"] = _failure_of(sweep_dir / entry["name"], sweep_dir / entry["log"], code)
 
 
-def _failure_of(run_dir: Path, log: Path) -> str:
-    """The failing stage's error from its manifest, else the last line of the process log."""
-    manifest = run_dir / MANIFEST
-    if manifest.exists():
-        for stage in read_json(manifest).get("stages", []):
-            if stage.get("status") not in ("ok", "reused", "running"):
-                return f"{stage['stage']}: {stage.get('error', stage['status'])}"
+def _failure_of(run_dir: Path, log: Path, code: int | None = None) -> str:
+    """What went wrong, in one line: the failing stage's error from its manifest; for a process
+    killed by a signal (the OOM killer, say), the signal and the stage it was in."""
+    stages = []
+    if (run_dir / MANIFEST).exists():
+        stages = read_json_file(run_dir / MANIFEST, what="run manifest").get("stages", [])
+    for stage in stages:
+        if stage.get("status") not in (*FINISHED, STATUS_RUNNING):
+            return f"{stage['stage']}: {stage.get('error', stage['status'])}"
+    if code is not None and code < 0:
+        running = next((s["stage"] for s in stages if s.get("status") == STATUS_RUNNING), "startup")
+        return f"{running}: killed by {signal.Signals(-code).name}"
     lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.exists() else []
     return lines[-1] if lines else "no output"
 
@@ -276,31 +355,35 @@ def _failure_of(run_dir: Path, log: Path) -> str:
 
 def compare(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per combination: its values, status, the F1 scores and the rarest labels'
-    recall and precision on test (at the thresholds tuned on validation)."""
+    recall and precision on test (at the thresholds tuned on validation). A combination that
+    did not finish keeps its row, with its status and error and no scores."""
     sweep_dir = Path(sweep_dir)
-    info = read_json(sweep_dir / SWEEP_FILE)
-    rare = rarest_labels(info["base_run"])
+    info = read_json_file(sweep_dir / SWEEP_FILE, what="sweep record")
+    rare = info.get("rare_labels") or rarest_labels(info["base_run"])
     rows = []
     for entry in info["combinations"]:
         row = {"combination": entry["name"], **entry["values"], "status": entry["status"]}
-        report_path = sweep_dir / entry["name"] / "04_evaluate" / "report.json"
-        if entry["status"] == "ok" and report_path.exists():
-            report = read_json(report_path)
+        evaluation = sweep_dir / entry["name"] / "04_evaluate"
+        if entry["status"] == STATUS_OK:
+            report = read_json_file(evaluation / "report.json", what="04 report")
             row.update({
                 "validation_macro_f1": (report.get("validation_tuned") or {}).get("macro_f1"),
                 "test_macro_f1": report["test_tuned"]["macro_f1"],
                 "test_micro_f1": report["test_tuned"]["micro_f1"],
                 "test_macro_f1_at_0.5": report["test_at_0.5"]["macro_f1"],
             })
-            per_class = pd.read_csv(sweep_dir / entry["name"] / "04_evaluate" / "per_class_test.csv",
-                                    index_col="label")
+            per_class_path = evaluation / "per_class_test.csv"
+            if not per_class_path.exists():
+                raise MlclfError(f"{per_class_path} is missing: that combination's 04 did not "
+                                 "finish writing its artifacts")
+            per_class = pd.read_csv(per_class_path, index_col="label")
             for label in rare:
                 row[f"recall[{label}]"] = per_class.loc[label, "recall"]
                 row[f"precision[{label}]"] = per_class.loc[label, "precision"]
         row["minutes"] = round(entry["seconds"] / 60, 1) if entry.get("seconds") else None
+        row["error"] = entry.get("error")
         rows.append(row)
-    table = pd.DataFrame(rows).set_index("combination")
-    return table
+    return pd.DataFrame(rows).set_index("combination")
 
 
 def load(sweep_dir: str | Path) -> tuple[pd.DataFrame, dict]:
@@ -312,13 +395,12 @@ def load(sweep_dir: str | Path) -> tuple[pd.DataFrame, dict]:
         raise MlclfError(f"{sweep_dir} has no {COMPARISON_FILE} yet: the sweep is still running "
                          "or was interrupted")
     table = pd.read_csv(sweep_dir / COMPARISON_FILE, index_col="combination")
-    return table, read_json(sweep_dir / SWEEP_FILE)
+    return table, read_json_file(sweep_dir / SWEEP_FILE, what="sweep record")
 
 
-def find_sweep(run_dir: str | Path, sweep_dir: str | Path | None = None) -> Path | None:
-    """``sweep_dir`` if given, else the newest finished sweep trained on this run's data.
-
-    ``sweep_dir=False`` turns the search off (a sweep's own combinations use it)."""
+def find_sweep(run_dir: str | Path, sweep_dir: str | Path | bool | None = None) -> Path | None:
+    """``sweep_dir`` if given, else the newest sweep trained on this run's data that has a
+    best combination. ``sweep_dir=False`` turns the search off (a sweep's own runs use it)."""
     if sweep_dir is False:
         return None
     if sweep_dir:
@@ -330,16 +412,25 @@ def find_sweep(run_dir: str | Path, sweep_dir: str | Path | None = None) -> Path
     for candidate in sorted(folder.iterdir(), reverse=True):
         path = candidate / SWEEP_FILE
         if (candidate / COMPARISON_FILE).exists() and path.exists():
-            info = read_json(path)
+            info = read_json_file(path, what="sweep record")
             if info.get("data_fingerprint") == fingerprint and "best" in info:
                 return candidate
     return None
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as a reader wants it: finished runs, best validation macro-F1 first."""
-    shown = table[table["status"] == "ok"].drop(columns=["status"])
-    return shown.sort_values(SELECTION_METRIC, ascending=False).round(3)
+    """The table as a reader wants it: best validation macro-F1 first, then the combinations
+    that did not finish (kept, with their error, so that none goes missing unnoticed)."""
+    done = table[table["status"] == STATUS_OK]
+    if SELECTION_METRIC in done.columns:
+        done = done.sort_values(SELECTION_METRIC, ascending=False)
+    rest = table[table["status"] != STATUS_OK]
+    shown = pd.concat([done, rest])
+    if shown["error"].isna().all():
+        shown = shown.drop(columns=["error"])
+    if (shown["status"] == STATUS_OK).all():
+        shown = shown.drop(columns=["status"])
+    return shown.round(3)
 
 
 # --- figures -------------------------------------------------------------------------------
@@ -353,6 +444,13 @@ def _grid_names(table: pd.DataFrame) -> list[str]:
     return list(table.columns[:stop])
 
 
+def _finished(table: pd.DataFrame) -> pd.DataFrame:
+    done = table[table["status"] == STATUS_OK]
+    if done.empty:
+        raise MlclfError("no combination of this sweep finished: nothing to plot")
+    return done
+
+
 def plot_f1(table: pd.DataFrame, path=None):
     """Macro- and micro-F1 on test, and validation macro-F1 (the selection metric), per run."""
     import matplotlib.pyplot as plt
@@ -360,7 +458,7 @@ def plot_f1(table: pd.DataFrame, path=None):
 
     from .explore import save_figure
 
-    done = table[table["status"] == "ok"]
+    done = _finished(table)
     names = _labels_for_plot(done, _grid_names(table))
     long = pd.DataFrame({
         "combination": names * 3,
@@ -389,7 +487,7 @@ def plot_rare_labels(table: pd.DataFrame, path=None):
 
     from .explore import save_figure
 
-    done = table[table["status"] == "ok"]
+    done = _finished(table)
     names = _labels_for_plot(done, _grid_names(table))
     rows = []
     for column in done.columns:

@@ -460,12 +460,19 @@ def train(args: argparse.Namespace) -> dict:
     return metrics
 
 
+# Options whose None is a value of its own (no separate head rate, no floor, no cap), not
+# "use the default".
+NONE_MEANS_SOMETHING = ("head_learning_rate", "pos_weight_floor", "pos_weight_cap")
+
+
 def to_argv(hyperparameters: dict) -> list[str]:
     """``{"epochs": 3}`` -> ``["--epochs", "3"]``: the form SageMaker passes them in."""
     argv = []
     for key, value in hyperparameters.items():
         if value is not None:
             argv += [f"--{key}", str(value)]
+        elif key in NONE_MEANS_SOMETHING:  # dropping it would bring back the script's default
+            argv += [f"--{key}", "none"]
     return argv
 
 

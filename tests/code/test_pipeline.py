@@ -10,6 +10,17 @@ from mlclf_utils.errors import MlclfError, ParameterError
 NOTEBOOKS = pipeline.stage_notebooks()
 
 
+@pytest.fixture(autouse=True)
+def no_notebook_may_run(monkeypatch):
+    """Every test here expects a failure before any stage; a regression must not start a run."""
+    import papermill
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a notebook was executed; the checks should have failed first")
+
+    monkeypatch.setattr(papermill, "execute_notebook", refuse)
+
+
 def _nothing_ran(runs_root: Path) -> bool:
     return not runs_root.exists() or not any(runs_root.iterdir())
 
@@ -22,6 +33,34 @@ def _nothing_ran(runs_root: Path) -> bool:
 def test_values_are_read_as_yaml_with_exponent_floats(text, value):
     parsed = pipeline.parse_value(text)
     assert parsed == value and type(parsed) is type(value)
+
+
+@pytest.mark.parametrize("name, text, value", [
+    ("transformers_version", "4.40", "4.40"),     # YAML alone would say 4.4
+    ("probe_label", "off", "off"),                 # ... and False
+    ("probe_label", "#", "#"),                     # ... and None
+    ("probe_label", "null", None),
+    ("pos_weight_cap", "null", None),
+    ("pos_weight_cap", "20", 20),
+    ("learning_rate", "5e-5", 5e-5),
+    ("threshold_fallback", "0.4", 0.4),
+    ("threshold_fallback", "global", "global"),
+    ("bf16", "false", False),
+    ("bf16", "auto", "auto"),
+    ("source", "data/tickets: 2024.csv", "data/tickets: 2024.csv"),
+])
+def test_command_line_values_are_read_against_the_parameter_types(name, text, value):
+    parsed = pipeline.typed_value(name, text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+@pytest.mark.parametrize("name, text, match", [
+    ("epochs", "[1,", "epochs.*not valid YAML"),
+    ("pos_weight_cap", "#", "pos_weight_cap.*reads as nothing"),
+])
+def test_unreadable_command_line_values_name_the_parameter(name, text, match):
+    with pytest.raises(ParameterError, match=match):
+        pipeline.typed_value(name, text)
 
 
 def test_a_yaml_value_is_never_evaluated_as_python():
@@ -78,6 +117,8 @@ def test_type_rules(types, good, bad):
     ({"sample_size": 0.5}, r"sample_size.*must be int or None"),
     ({"split_proportions": "0.8,0.1,0.1"}, r"split_proportions.*must be list"),
     ({"run_dir": "/tmp/x"}, r"run_dir.*set by the runner"),
+    ({"pos_weight_cap": float("inf")}, r"pos_weight_cap.*NaN and infinity"),
+    ({"learning_rate": float("nan")}, r"learning_rate.*NaN and infinity"),
 ])
 def test_wrong_names_and_types_fail_before_anything_runs(runs_root, params, match):
     with pytest.raises(ParameterError, match=match):
@@ -93,6 +134,9 @@ def test_wrong_names_and_types_fail_before_anything_runs(runs_root, params, matc
     ({"threshold_fallback": 1.5}, r"threshold_fallback.*\[0, 1\]"),
     ({"label_case": "title"}, r"label_case"),
     ({"s3_uri": "bucket/key"}, r"s3"),
+    ({"worst_n": 0}, r"worst_n.*positive"),
+    ({"n_steps": -5}, r"n_steps.*positive"),
+    ({"mode": "sagemaker"}, r"role.*required when mode is sagemaker"),
 ])
 def test_each_stage_checks_its_own_values_before_the_first_stage_starts(runs_root, params, match):
     """A bad value for 04 must not wait for 01-03 to finish before it is reported."""
@@ -114,10 +158,12 @@ def test_stage_ranges():
     assert names(pipeline.select_stages(NOTEBOOKS, None, "02")) == ["01_preprocess", "02_save_data"]
     assert names(pipeline.select_stages(NOTEBOOKS, "03", "04")) == ["03_train", "04_evaluate"]
     assert names(pipeline.select_stages(NOTEBOOKS, "05", None)) == ["05_explain"]
-    with pytest.raises(ParameterError, match="after --to"):
+    with pytest.raises(ParameterError, match="--to.*comes before"):
         pipeline.select_stages(NOTEBOOKS, "04", "02")
-    with pytest.raises(ParameterError, match="stage"):
+    with pytest.raises(ParameterError, match="--from.*choose one of"):
         pipeline.select_stages(NOTEBOOKS, "06", None)
+    with pytest.raises(ParameterError, match="--to.*no such notebook"):
+        pipeline.select_stages(NOTEBOOKS[:2], None, "04")
 
 
 def test_a_later_start_needs_a_run_to_resume(runs_root):
@@ -154,6 +200,26 @@ def test_resume_starts_at_the_first_unfinished_stage(tmp_path):
         pipeline.resume_point(bare, NOTEBOOKS)
 
 
+def test_a_resume_from_an_unfinished_stage_creates_nothing(runs_root, tmp_path):
+    run = _fake_run(tmp_path, {"01_preprocess": "ok", "02_save_data": "failed"})
+    with pytest.raises(MlclfError, match="cannot take 02_save_data.*ended failed"):
+        pipeline.run_pipeline({}, resume=run, first="03", progress=False)
+    assert _nothing_ran(runs_root)
+
+
+def test_run_dir_must_be_new_and_outside_every_run(runs_root, tmp_path):
+    run = _fake_run(tmp_path, {"01_preprocess": "ok", "02_save_data": "ok"})
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    for run_dir, match in [(tmp_path / "full", "already holds files"),
+                           (run / "inner", "inside the run"),
+                           (run / "02_save_data" / "deeper", "inside the run")]:
+        with pytest.raises(ParameterError, match=f"--run-dir.*{match}"):
+            pipeline.run_pipeline({}, resume=run, first="03", last="03", run_dir=run_dir,
+                                  progress=False)
+    assert not (run / "inner").exists() and _nothing_ran(runs_root)
+
+
 def test_reused_stages_are_linked_not_moved_and_failed_ones_refused(tmp_path):
     run = _fake_run(tmp_path, {"01_preprocess": "ok", "02_save_data": "failed"})
     new = tmp_path / "new"
@@ -163,13 +229,27 @@ def test_reused_stages_are_linked_not_moved_and_failed_ones_refused(tmp_path):
     assert (new / "01_preprocess" / "artifact.txt").read_text() == "01_preprocess"
     assert (new / "01_preprocess.ipynb").exists()
     assert (run / "01_preprocess" / "artifact.txt").exists()  # the source keeps its files
-    with pytest.raises(MlclfError, match="02_save_data ended failed"):
+    with pytest.raises(MlclfError, match="02_save_data.*ended failed"):
         pipeline.reuse_stages(run, tmp_path / "other", ["02_save_data"])
 
 
-def test_a_value_only_reused_stages_read_cannot_change_on_resume(runs_root, tmp_path):
-    run = _fake_run(tmp_path, {"01_preprocess": "ok", "02_save_data": "ok"},
-                    parameters={"sample_size": 4000})
-    with pytest.raises(ParameterError, match="sample_size.*taken from the earlier run"):
-        pipeline.run_pipeline({"sample_size": 100}, resume=run, first="03", progress=False)
+@pytest.mark.parametrize("params", [
+    {"sample_size": 100},
+    {"model_name": "mlclf/tiny-random-distilbert"},  # 01 tokenized with the default model
+    {"max_length": 64},                              # ... and cut the texts at 128 tokens
+])
+def test_a_value_a_reused_stage_read_cannot_change_on_resume(runs_root, tmp_path, params):
+    run = _fake_run(tmp_path, {"01_preprocess": "ok", "02_save_data": "ok"})
+    name = next(iter(params))
+    with pytest.raises(ParameterError, match=f"{name}.*01_preprocess, which is taken from"):
+        pipeline.run_pipeline(params, resume=run, first="03", progress=False)
     assert _nothing_ran(runs_root)
+
+
+def test_restating_a_reused_value_or_changing_a_training_seed_is_fine(tmp_path):
+    run = _fake_run(tmp_path, {"01_preprocess": "ok", "02_save_data": "ok"})
+    plan = pipeline.plan_run({"sample_size": 4000, "max_length": 128, "seed": 7}, resume=run,
+                             first="03", last="04")
+    assert [nb.stem for nb in plan.earlier] == ["01_preprocess", "02_save_data"]
+    assert [nb.stem for nb in plan.selected] == ["03_train", "04_evaluate"]
+    assert plan.per_notebook[plan.selected[0]]["seed"] == 7

@@ -1,5 +1,6 @@
 """The sweep's grid, its data fingerprint and its comparison, on hand-made run folders."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,10 @@ def test_grid_values_are_yaml_and_the_product_is_run_in_order():
         {"pos_weight_strategy": "sqrt", "pos_weight_floor": 1},
     ]
     assert sweep.parse_grid(["pos_weight_cap=null,20"]) == {"pos_weight_cap": [None, 20]}
+    # Values are read against the parameter's types: a version stays text, 1e-4 is a float.
+    assert sweep.parse_grid(["transformers_version=4.40,4.56"]) == {
+        "transformers_version": ["4.40", "4.56"]}
+    assert sweep.parse_grid(["learning_rate=1e-4,5e-5"]) == {"learning_rate": [1e-4, 5e-5]}
 
 
 @pytest.mark.parametrize("items, match", [
@@ -102,9 +107,11 @@ def _fake_sweep(tmp_path: Path) -> Path:
                 "test_at_0.5": {"macro_f1": test - 0.2}})
             pd.DataFrame({"label": ["alpha", "beta", "gamma"], "recall": [0.9, 0.5, 0.1 * i],
                           "precision": [0.8, 0.6, np.nan]}).to_csv(out / "per_class_test.csv", index=False)
+    combos[-1]["error"] = "03_train: ValueError: boom"
     write_json(sweep_dir / "sweep.json", {"sweep_id": sweep_dir.name, "base_run": str(base),
                                           "data_fingerprint": sweep.data_fingerprint(base),
-                                          "combinations": combos})
+                                          "combinations": combos,
+                                          "best": {"name": combos[1]["name"], "values": combos[1]["values"]}})
     return sweep_dir
 
 
@@ -119,9 +126,20 @@ def test_comparison_reads_each_finished_run_and_keeps_failed_ones_as_rows(tmp_pa
     assert np.isnan(table.loc["03_pos_weight_strategy=ratio", "test_macro_f1"])
     assert table["minutes"].tolist() == [1.5, 1.5, 1.5]
 
-    shown = sweep.summary(table)
-    assert list(shown.index) == ["02_pos_weight_strategy=sqrt", "01_pos_weight_strategy=none"]
-    assert "status" not in shown.columns
+    assert table.loc["03_pos_weight_strategy=ratio", "error"] == "03_train: ValueError: boom"
+
+    shown = sweep.summary(table)  # best first; the failure stays, at the end, with its error
+    assert list(shown.index) == ["02_pos_weight_strategy=sqrt", "01_pos_weight_strategy=none",
+                                 "03_pos_weight_strategy=ratio"]
+    assert shown.loc["03_pos_weight_strategy=ratio", "status"] == "failed"
+    clean = sweep.summary(table[table["status"] == "ok"])
+    assert "status" not in clean.columns and "error" not in clean.columns
+
+
+def test_no_finished_combination_means_no_figure_but_a_clear_error(tmp_path):
+    table = sweep.compare(_fake_sweep(tmp_path))
+    with pytest.raises(MlclfError, match="no combination"):
+        sweep.plot_f1(table[table["status"] != "ok"])
 
 
 def test_figures_are_saved(tmp_path):
@@ -143,6 +161,13 @@ def test_a_sweep_is_found_by_its_data_not_by_its_base_run(tmp_path, monkeypatch)
     assert sweep.find_sweep(same_data) == sweep_dir
     assert sweep.find_sweep(_dataset(tmp_path / "other", {**SPLITS, "test": [[1, 0, 1]]})) is None
     assert sweep.find_sweep(same_data, "/some/where") == Path("/some/where")
+    assert sweep.find_sweep(same_data, False) is None  # a sweep's own runs look for none
+    info = json.loads((sweep_dir / "sweep.json").read_text())
+    del info["best"]  # a sweep where nothing finished is never presented
+    (sweep_dir / "sweep.json").write_text(json.dumps(info))
+    assert sweep.find_sweep(same_data) is None
+    info["best"] = {"name": "x", "values": {}}
+    (sweep_dir / "sweep.json").write_text(json.dumps(info))
     table, info = sweep.load(sweep_dir)
     assert len(table) == 3 and info["sweep_id"] == sweep_dir.name
     with pytest.raises(ParameterError, match="sweep.json"):

@@ -32,7 +32,7 @@ def cli(*args, runs_root: Path, check: bool = True) -> subprocess.CompletedProce
 
 
 def finished_run(result: subprocess.CompletedProcess) -> Path:
-    return Path(re.search(r"run finished: (\S+)", result.stdout).group(1))
+    return Path(re.search(r"^run finished: (.+)$", result.stdout, re.M).group(1))
 
 
 def snapshot(run: Path) -> dict:
@@ -61,8 +61,11 @@ def base_run(shared_runs):
     assert [(s["stage"], s["status"]) for s in manifest["stages"]] == [
         ("01_preprocess", "ok"), ("02_save_data", "ok")]
     assert all(s["seconds"] > 0 for s in manifest["stages"])
-    assert manifest["stages"][1]["parameters"] == {}  # 02 takes none of the smoke values
-    assert manifest["stages"][0]["parameters"]["model_name"] == "mlclf/tiny-random-distilbert"
+    # Each stage records every value it ran with: the smoke values over its own defaults.
+    assert manifest["stages"][1]["parameters"] == {"s3_uri": None}
+    first = manifest["stages"][0]["parameters"]
+    assert first["model_name"] == "mlclf/tiny-random-distilbert" and first["seed"] == 42
+    assert first["sample_size"] is None and "run_dir" not in first
     assert {p.name for p in run.iterdir()} == {
         "manifest.json", "01_preprocess", "01_preprocess.ipynb", "02_save_data", "02_save_data.ipynb"}
     return run
@@ -84,6 +87,8 @@ def test_resume_runs_the_later_stages_in_a_new_run_from_the_earlier_artifacts(ba
         ("01_preprocess", "reused"), ("02_save_data", "reused"), ("03_train", "ok"),
         ("04_evaluate", "ok")]
     assert manifest["stages"][0]["from_run"] == base_run.name
+    base_manifest = read_json(base_run / "manifest.json")
+    assert manifest["stages"][0]["parameters"] == base_manifest["stages"][0]["parameters"]
     assert manifest["stages"][2]["parameters"]["max_steps"] == 4
 
     assert read_json(run / "03_train" / "metrics" / "metrics.json")["global_step"] == 4
@@ -138,12 +143,12 @@ def test_bad_parameters_fail_before_any_stage_runs(base_run, shared_runs):
     assert {p.name for p in shared_runs.iterdir()} == before
 
 
-def test_sweep_over_a_2x1_grid(base_run, shared_runs):
+def test_sweep_over_a_2x1_grid(base_run, shared_runs, monkeypatch):
     before = snapshot(base_run)
     result = cli("sweep", "--base", base_run, "--config", SMOKE,
                  "--grid", "pos_weight_strategy=none,sqrt", "--grid", "pos_weight_floor=1",
                  "--jobs", "2", "--no-progress", runs_root=shared_runs)
-    sweep_dir = Path(re.search(r"sweep finished: (\S+)", result.stdout).group(1))
+    sweep_dir = Path(re.search(r"^sweep finished: (.+)$", result.stdout, re.M).group(1))
     assert sweep_dir.parent == shared_runs / "sweeps" and snapshot(base_run) == before
 
     info = read_json(sweep_dir / "sweep.json")
@@ -175,11 +180,8 @@ def test_sweep_over_a_2x1_grid(base_run, shared_runs):
     for figure in ("sweep_f1", "sweep_rare_labels"):
         assert (sweep_dir / "figures" / f"{figure}.png").stat().st_size > 5000
     # Notebook 04 of any run on the same data finds this sweep by itself.
-    os.environ["MLCLF_RUNS_DIR"] = str(shared_runs)
-    try:
-        assert sweep.find_sweep(base_run) == sweep_dir
-    finally:
-        del os.environ["MLCLF_RUNS_DIR"]
+    monkeypatch.setenv("MLCLF_RUNS_DIR", str(shared_runs))
+    assert sweep.find_sweep(base_run) == sweep_dir
 
 
 def test_one_failing_combination_does_not_lose_the_others(base_run, shared_runs):
@@ -188,6 +190,8 @@ def test_one_failing_combination_does_not_lose_the_others(base_run, shared_runs)
                  runs_root=shared_runs, check=False)
     assert result.returncode == 2
     assert "1 of 2 combinations failed" in result.stderr
+    assert re.search(r"no-such-label.*\(log: .+\.log\)", result.stderr)
+    assert "probe_label=video" in result.stdout  # the finished one is still shown
     sweep_dir = Path(re.search(r"compared in (\S+)/comparison.csv", result.stderr).group(1))
     info = read_json(sweep_dir / "sweep.json")
     ok, failed = info["combinations"]
@@ -216,3 +220,39 @@ def test_sweep_grid_errors_come_before_any_training(base_run, shared_runs):
         assert result.returncode == 2 and re.search(pattern, result.stderr), (grid, result.stderr)
     assert {p.name for p in shared_runs.iterdir()} == before
     assert {p.name for p in (shared_runs / "sweeps").glob("*")} == sweeps_before
+
+
+def test_ctrl_c_stops_a_sweep_and_records_what_ran(base_run, shared_runs):
+    """The running combination is interrupted, the queued one never starts, and both are said."""
+    import signal
+    import time
+
+    env = {**os.environ, "MLCLF_RUNS_DIR": str(shared_runs)}
+    before = {p.name for p in (shared_runs / "sweeps").glob("*")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlclf_utils", "sweep", "--base", str(base_run), "--config", SMOKE,
+         "--grid", "pos_weight_strategy=none,sqrt", "--jobs", "1", "--no-progress"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        manifest = None
+        while time.monotonic() < deadline:
+            new = {p.name for p in (shared_runs / "sweeps").glob("*")} - before
+            found = list((shared_runs / "sweeps").glob(f"{next(iter(new))}/01_*/manifest.json")) if new else []
+            if found and any(s["stage"] == "03_train" for s in read_json(found[0])["stages"]):
+                manifest = found[0]
+                break
+            time.sleep(0.5)
+        assert manifest is not None, "the first combination never reached 03_train"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    info = read_json(manifest.parent.parent / "sweep.json")
+    assert info["interrupted"] is True
+    assert [c["status"] for c in info["combinations"]] == ["interrupted", "cancelled"]
+    assert not (manifest.parent.parent / info["combinations"][1]["name"]).exists()
+    stages = {s["stage"]: s["status"] for s in read_json(manifest)["stages"]}
+    assert stages["03_train"] in ("interrupted", "failed")

@@ -143,3 +143,12 @@ def test_torchrun_with_two_cpu_processes(smoke_run):
     assert (Path(smoke_run) / "03_train" / "model" / "model.safetensors").exists()
     history = json.loads((Path(smoke_run) / "03_train" / "metrics" / "log_history.json").read_text())
     assert any("eval_macro_f1" in row for row in history)
+
+
+def test_none_reaches_the_trainer_as_none_not_as_its_default():
+    """A notebook's pos_weight_floor = None means no floor; dropping it would mean 0.5."""
+    args = train.check_hyperparameters({"head_learning_rate": None, "pos_weight_floor": None,
+                                        "pos_weight_cap": None, "epochs": 1})
+    assert args.head_learning_rate is None and args.pos_weight_floor is None
+    assert args.pos_weight_cap is None
+    assert train.to_argv({"pos_weight_floor": None, "run_dir": None}) == ["--pos_weight_floor", "none"]
