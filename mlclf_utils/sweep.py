@@ -426,7 +426,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         done = done.sort_values(SELECTION_METRIC, ascending=False)
     rest = table[table["status"] != STATUS_OK]
     shown = pd.concat([done, rest])
-    if shown["error"].isna().all():
+    if "error" in shown.columns and shown["error"].isna().all():
         shown = shown.drop(columns=["error"])
     if (shown["status"] == STATUS_OK).all():
         shown = shown.drop(columns=["status"])

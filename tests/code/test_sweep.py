@@ -136,6 +136,11 @@ def test_comparison_reads_each_finished_run_and_keeps_failed_ones_as_rows(tmp_pa
     assert "status" not in clean.columns and "error" not in clean.columns
 
 
+def test_a_comparison_from_an_older_sweep_without_errors_still_reads(tmp_path):
+    table = sweep.compare(_fake_sweep(tmp_path)).drop(columns=["error"])
+    assert list(sweep.summary(table).index)[0] == "02_pos_weight_strategy=sqrt"
+
+
 def test_no_finished_combination_means_no_figure_but_a_clear_error(tmp_path):
     table = sweep.compare(_fake_sweep(tmp_path))
     with pytest.raises(MlclfError, match="no combination"):
