@@ -44,13 +44,13 @@ def main(argv=None) -> int:
     run_dir = args.run_dir
     if run_dir is None:
         out = step("-m", "mlclf_utils", "run", "--to", "04", "--no-progress", capture=True)
-        run_dir = re.search(r"run finished: (\S+)", out).group(1)
+        run_dir = re.search(r"^run finished: (.+)$", out, re.M).group(1)
     sweep_dir = args.sweep_dir
     if sweep_dir is None:
         out = step("-m", "mlclf_utils", "sweep", "--base", run_dir, "--grid",
                    f"pos_weight_strategy={STRATEGIES}", "--jobs", str(args.jobs), "--no-progress",
                    capture=True)
-        sweep_dir = re.search(r"sweep finished: (\S+)", out).group(1)
+        sweep_dir = re.search(r"^sweep finished: (.+)$", out, re.M).group(1)
     run, sweep = Path(run_dir), Path(sweep_dir)
     step("benchmarks/quality.py", "--run-dir", str(run), "--sweep-dir", str(sweep))
     step("benchmarks/train_throughput.py", "--run-dir", str(run))

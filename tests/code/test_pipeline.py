@@ -85,6 +85,13 @@ def test_config_file_errors_name_the_file(tmp_path):
     assert pipeline.load_params_file(good) == {"learning_rate": 2e-5, "epochs": 2}
 
 
+def test_parameters_with_more_than_one_form_accept_each():
+    per_notebook = pipeline.check_parameters(
+        {"debtags_label_set": ["use::editing", "interface::web"], "bf16": False,
+         "threshold_fallback": 0.3, "pos_weight_cap": None}, NOTEBOOKS)
+    assert per_notebook[NOTEBOOKS[0]]["debtags_label_set"] == ["use::editing", "interface::web"]
+
+
 def test_every_parameter_has_a_literal_default_and_known_types():
     for notebook in NOTEBOOKS:
         specs = pipeline.parameter_specs(notebook)

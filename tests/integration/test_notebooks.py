@@ -48,6 +48,20 @@ def test_reference_has_the_same_code_as_the_notebook(path):
     )
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_has_the_same_code_as_its_source(path):
+    """Notebooks are authored in tools/notebooks_src; a hand edit of the .ipynb alone is lost."""
+    import importlib.util
+
+    source = path.parents[1] / "tools" / "notebooks_src" / f"{path.stem}.py"
+    spec = importlib.util.spec_from_file_location(f"nbsrc_{path.stem}", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    authored = [src.strip() for kind, src, *_ in module.CELLS if kind == "code"]
+    assert authored == references.code_cells(path), (
+        f"{path} differs from {source}: run `python tools/nbbuild.py {path.stem}`, then re-execute")
+
+
 def test_unknown_parameter_fails_before_anything_runs(runs_root):
     with pytest.raises(ParameterError, match="max_lenght"):
         pipeline.run_pipeline({"max_lenght": 64}, progress=False)
