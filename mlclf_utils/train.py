@@ -328,6 +328,26 @@ def find_latest_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
+def check_tokenizer_matches(train_dir, model_name: str) -> None:
+    """01 turned the texts into token ids with its own model_name's tokenizer; a model with
+    another vocabulary would train on ids that mean other words, and nothing would say so."""
+    from mlclf_utils import models
+    from mlclf_utils.dataset import PREPROCESS_CONFIG_FILE
+    from mlclf_utils.errors import read_json_file
+
+    config_path = Path(train_dir) / PREPROCESS_CONFIG_FILE
+    if not config_path.exists():
+        return
+    tokenized_with = read_json_file(config_path, what="preprocess config").get("model_name")
+    if tokenized_with in (None, model_name):
+        return
+    if models.load_tokenizer(tokenized_with).get_vocab() != models.load_tokenizer(model_name).get_vocab():
+        raise ParameterError(
+            "model_name", model_name,
+            f"the data was tokenized with {tokenized_with} (see {config_path}), whose vocabulary "
+            "differs; run 01_preprocess again with this model_name")
+
+
 def train(args: argparse.Namespace) -> dict:
     """Load data, derive pos_weight from train, train, save the best model; returns metrics."""
     import numpy as np
@@ -341,6 +361,7 @@ def train(args: argparse.Namespace) -> dict:
 
     paths = resolve_paths(args)
     set_threads(args.threads)
+    check_tokenizer_matches(paths.train, args.model_name)
     train_ds, label_map = load_split(paths.train)
     validation_ds, validation_map = load_split(paths.validation)
     if validation_map.labels != label_map.labels:

@@ -152,3 +152,24 @@ def test_none_reaches_the_trainer_as_none_not_as_its_default():
     assert args.head_learning_rate is None and args.pos_weight_floor is None
     assert args.pos_weight_cap is None
     assert train.to_argv({"pos_weight_floor": None, "run_dir": None}) == ["--pos_weight_floor", "none"]
+
+
+def test_a_model_with_another_vocabulary_than_01_used_is_refused(tmp_path, tiny_model_dir, minilm_dir):
+    from transformers import BertConfig, BertTokenizerFast
+
+    from mlclf_utils.errors import ParameterError
+
+    other = tmp_path / "other-vocab"
+    other.mkdir()
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "gtk", "qt"]))
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(str(other))
+    BertConfig(vocab_size=7, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+               intermediate_size=8).save_pretrained(str(other))
+    data = tmp_path / "train"
+    data.mkdir()
+    (data / "preprocess_config.json").write_text(json.dumps({"model_name": minilm_dir}))
+    train.check_tokenizer_matches(data, minilm_dir)       # the same model
+    train.check_tokenizer_matches(data, tiny_model_dir)   # another model, the same vocabulary
+    with pytest.raises(ParameterError, match="model_name.*tokenized with"):
+        train.check_tokenizer_matches(data, str(other))
+    train.check_tokenizer_matches(tmp_path / "elsewhere", str(other))  # no record: nothing to check
