@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, ROOT  # noqa: E402
 TITLES = {
     "quality": "Quality on the demo's test split: fine-tuned model, baselines, and the sweep's best",
     "train_throughput": "Training throughput: dynamic padding vs padding to max_length",
@@ -58,7 +60,8 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _machine_section(results: list[dict]) -> list[str]:
+def _machine_section(results: list[dict]) -> tuple[list[str], bool]:
+    """The machine once, when every result shares it (the usual case); else per section."""
     machines = {json.dumps(r.get("machine", {}), sort_keys=True) for r in results}
     lines = ["", "## Machine", ""]
     if len(machines) == 1:
@@ -67,7 +70,7 @@ def _machine_section(results: list[dict]) -> list[str]:
                      + ", ".join(f"{k} = `{v}`" for k, v in machine.items()) + ".")
     else:
         lines.append("The results were measured on different machines; each section names its own.")
-    return lines
+    return lines, len(machines) == 1
 
 
 def render() -> str:
@@ -85,8 +88,8 @@ def render() -> str:
         "pos_weight_strategy=none,ratio,sqrt,damped --jobs 2`; `make bench` makes both and then "
         "runs every command below.",
     ]
-    single_machine = len({json.dumps(r.get("machine", {}), sort_keys=True) for r in results}) == 1
-    parts += _machine_section(results)
+    machine_lines, single_machine = _machine_section(results)
+    parts += machine_lines
     for result in results:
         name = result.get("benchmark")
         parts += ["", f"## {TITLES.get(name, name)}", ""]

@@ -27,6 +27,7 @@ SageMaker export copies it into the container next to ``predict.py``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -263,11 +264,7 @@ def export_bundle(
     preprocess_json = json.loads(json.dumps(dict(preprocess_config), default=str))
     preprocess_json["cleaning"] = cleaning.to_dict()  # every switch spelled out
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with staged_dir(out_dir) as tmp:
         not_copied = []
         for path in sorted(model_dir.iterdir()):
             if path.name in WRITTEN_FILES:
@@ -298,14 +295,27 @@ def export_bundle(
             "not_copied": not_copied,
             "files": files,
         })
+    check_bundle(out_dir)
+    return out_dir
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: Path):
+    """Build a folder under a temporary name and rename it into place only when complete, so a
+    crash never leaves half a bundle under the real name. ``out_dir`` must be absent or empty
+    (callers refuse anything else first)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
         if out_dir.exists():
-            out_dir.rmdir()  # empty, checked above
+            out_dir.rmdir()
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    check_bundle(out_dir)
-    return out_dir
 
 
 def _plain_number(value):

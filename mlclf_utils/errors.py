@@ -73,3 +73,19 @@ def read_json_file(path, *, what: str = "file", hint: str | None = None):
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"not valid JSON ({exc})", file=str(path), hint=hint) from None
+
+
+def require_columns(table, columns, name: str = "table", what: str | None = None) -> None:
+    """A DataFrame holding ``columns``, or an error naming the missing ones and those present.
+
+    ``name`` is the argument (for a wrong type), ``what`` the table in words (for a missing
+    column), e.g. ``require_columns(audit, COLUMNS, "audit", "the audit table")``.
+    """
+    import pandas as pd
+
+    if not isinstance(table, pd.DataFrame):
+        raise ParameterError(name, type(table).__name__, "must be a DataFrame")
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(f"{what or name} has no column(s) {missing}; it has {list(table.columns)}",
+                        column=missing[0])

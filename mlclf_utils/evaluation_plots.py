@@ -14,7 +14,7 @@ import pandas as pd
 import seaborn as sns
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from .errors import DataError, ParameterError
+from .errors import DataError, ParameterError, require_columns
 from .explore import save_figure  # also selects the headless backend when there is no display
 from .metrics import as_targets, check_inputs, check_labels
 
@@ -27,15 +27,6 @@ def _check_positive_int(name: str, value, minimum: int = 1) -> int:
             or value < minimum:
         raise ParameterError(name, value, f"must be an integer >= {minimum}")
     return int(value)
-
-
-def _require(table: pd.DataFrame, columns: list[str], name: str) -> None:
-    if not isinstance(table, pd.DataFrame):
-        raise ParameterError(name, type(table).__name__, "must be a DataFrame")
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise DataError(f"{name} has no column(s) {missing}; it has {list(table.columns)}",
-                        column=missing[0])
 
 
 def _by_support(table: pd.DataFrame) -> pd.DataFrame:
@@ -53,8 +44,8 @@ def plot_per_class_f1(per_class_at_05: pd.DataFrame, per_class_tuned: pd.DataFra
     another, so each label is a dot per setting with a rolling mean over neighbouring ranks.
     Labels without positives have no F1; they are left out and counted in the title.
     """
-    _require(per_class_at_05, ["support", "f1"], "per_class_at_05")
-    _require(per_class_tuned, ["support", "f1"], "per_class_tuned")
+    require_columns(per_class_at_05, ["support", "f1"], "per_class_at_05")
+    require_columns(per_class_tuned, ["support", "f1"], "per_class_tuned")
     if list(per_class_at_05.index) != list(per_class_tuned.index):
         raise DataError("per_class_at_05 and per_class_tuned must list the same labels in order")
     both = pd.DataFrame({"support": per_class_tuned["support"],
@@ -142,7 +133,7 @@ def plot_f1_vs_threshold(curves: pd.DataFrame, labels_to_show, tuned_table=None,
 
     Shows why 0.5 is a poor default for rare labels: their F1 often peaks far below it.
     """
-    _require(curves, ["label", "threshold", "f1"], "curves")
+    require_columns(curves, ["label", "threshold", "f1"], "curves")
     show = [labels_to_show] if isinstance(labels_to_show, str) else list(labels_to_show)
     if not show:
         raise ParameterError("labels_to_show", labels_to_show, "must name at least one label")
@@ -151,7 +142,7 @@ def plot_f1_vs_threshold(curves: pd.DataFrame, labels_to_show, tuned_table=None,
     if unknown:
         raise DataError(f"labels_to_show names labels not in curves: {unknown[:10]}")
     if tuned_table is not None:
-        _require(tuned_table, ["threshold", "f1_tuned"], "tuned_table")
+        require_columns(tuned_table, ["threshold", "f1_tuned"], "tuned_table")
         missing = [x for x in show if x not in tuned_table.index]
         if missing:
             raise DataError(f"tuned_table has no row for {missing[:10]}")
@@ -182,7 +173,7 @@ def plot_confusion_counts(per_class_table: pd.DataFrame, path=None, *, top: int 
     rare label and would wash the colours out, so TN is shown as a count only. ``top`` keeps
     the most frequent labels (None keeps all); the title says how many were shown.
     """
-    _require(per_class_table, ["support", "tp", "fp", "fn", "tn"], "per_class_table")
+    require_columns(per_class_table, ["support", "tp", "fp", "fn", "tn"], "per_class_table")
     if top is not None:
         top = _check_positive_int("top", top)
     ranked = _by_support(per_class_table)

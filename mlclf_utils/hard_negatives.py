@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, MlclfError, ParameterError
+from .errors import DataError, MlclfError, ParameterError, require_columns
 from .token_audit import check_train, words_of
 
 DEFAULT_REASON = "contains {token!r}, a shortcut word for {class!r}, without that label"
@@ -72,12 +72,7 @@ def find_hard_negatives(train_texts, train_label_sets, train_source_ids,
 
 def save_hard_negatives(table: pd.DataFrame, path) -> Path:
     """hard_negatives.csv; labels comma-separated, so a label holding a comma is refused."""
-    if not isinstance(table, pd.DataFrame):
-        raise ParameterError("table", type(table).__name__,
-                             "must be the table find_hard_negatives returns")
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise DataError(f"not a hard-negative table: no column(s) {missing}", column=missing[0])
+    require_columns(table, COLUMNS, "table", "the hard-negative table (from find_hard_negatives)")
     with_comma = sorted({x for labels in table["labels"] for x in labels
                          if CSV_LIST_SEPARATOR in x})
     if with_comma:

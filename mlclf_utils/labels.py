@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, ParameterError, read_json_file
+from .errors import DataError, ParameterError, read_json_file, require_columns
 
 LABEL_COLUMN = "labels"
 CASES = ("lower", "upper", "keep")
@@ -153,11 +153,7 @@ def _object_series(values: Sequence[object], index: pd.Index) -> pd.Series:
 
 
 def _require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"missing column(s) {missing}; the table has {list(df.columns)}", column=missing[0]
-        )
+    require_columns(df, columns, "table", "the table")
 
 
 def normalise_label_column(df: pd.DataFrame, policy: LabelPolicy = LabelPolicy()) -> pd.DataFrame:

@@ -26,7 +26,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .bundle import MANIFEST_FILE, read_bundle
+from .bundle import MANIFEST_FILE, read_bundle, staged_dir
 from .errors import DataError, ParameterError
 
 JSON_TYPE = "application/json"
@@ -138,10 +138,8 @@ def export_sagemaker_model(bundle_dir, out_dir) -> Path:
         raise ParameterError("out_dir", str(out_dir), "already exists and is not empty; choose a "
                              "new folder or delete this one")
     names = [entry["name"] for entry in info.manifest["files"]] + [MANIFEST_FILE]
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / CODE_DIR / "mlclf_utils").mkdir(parents=True)
-    try:
+    with staged_dir(out_dir) as tmp:
+        (tmp / CODE_DIR / "mlclf_utils").mkdir(parents=True)
         for name in names:
             shutil.copyfile(info.path / name, tmp / name)
         package = Path(__file__).resolve().parent
@@ -150,12 +148,5 @@ def export_sagemaker_model(bundle_dir, out_dir) -> Path:
         (tmp / CODE_DIR / "mlclf_utils" / "__init__.py").write_text(PACKAGE_INIT)
         (tmp / CODE_DIR / "inference.py").write_text(INFERENCE_PY)
         (tmp / CODE_DIR / "requirements.txt").write_text(REQUIREMENTS)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     read_bundle(out_dir)
     return out_dir

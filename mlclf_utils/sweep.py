@@ -149,10 +149,11 @@ def check_sweep(grid: dict[str, list], params: dict, base: Path | None) -> list[
 def _thread_env(parallel: int) -> dict:
     """Split the cores between trainings running side by side; two trainings that each take
     every core run slower together than one after the other. A user's OMP_NUM_THREADS wins."""
+    from .train import available_cores
+
     env = dict(os.environ)
     if not env.get("OMP_NUM_THREADS"):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        env["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // parallel))
+        env["OMP_NUM_THREADS"] = str(max(1, available_cores() // parallel))
     env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
     return env
 

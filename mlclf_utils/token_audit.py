@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .attributions import Explanation
-from .errors import DataError, ParameterError
+from .errors import DataError, ParameterError, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +181,7 @@ def audit_tokens(explanations, train_texts, train_label_sets, *, min_occurrences
 
 
 def _check_audit(audit) -> None:
-    if not isinstance(audit, pd.DataFrame):
-        raise ParameterError("audit", type(audit).__name__,
-                             "must be the table audit_tokens returns")
-    missing = [c for c in COLUMNS if c not in audit.columns]
-    if missing:
-        raise DataError(f"not an audit table: no column(s) {missing}", column=missing[0])
+    require_columns(audit, COLUMNS, "audit", "the audit table (from audit_tokens)")
 
 
 def top_tokens_per_class(audit: pd.DataFrame, n: int = 5) -> pd.DataFrame:

@@ -318,8 +318,13 @@ def default_threads() -> int:
     given = os.environ.get("OMP_NUM_THREADS", "").strip()
     if given.isdigit() and int(given) > 0:
         return int(given)
+    return max(1, available_cores() // world_size())
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container or taskset may allow fewer than exist)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // world_size())
+    return cores or 1
 
 
 def find_latest_checkpoint(folder: Path) -> str | None:
