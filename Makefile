@@ -14,14 +14,24 @@ export TOKENIZERS_PARALLELISM ?= false
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install apt-lists demo-data run test test-fast refresh-references notebooks bench sweep lock clean-venv
+.PHONY: install kernel-user apt-lists demo-data run test test-fast refresh-references notebooks bench sweep lock clean-venv
 
 install: $(STAMP)
 
+# pip reads its usual settings (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, pip.conf) untouched, so a
+# CPU-only machine can take torch from PyTorch's CPU wheel index (README, "Installing").
+# The kernel is registered inside the venv: papermill, nbval and a JupyterLab started from the
+# venv all find it (make kernel-user registers it for a JupyterLab elsewhere).
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --progress-bar off -c requirements.lock -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name mlclf --display-name "Python (mlclf)" >/dev/null
 	touch $(STAMP)
+
+# Register the venv's kernel for the current user, for a JupyterLab (or SageMaker Studio) that
+# does not run from this venv.
+kernel-user: install
+	$(PY) -m ipykernel install --user --name mlclf --display-name "Python (mlclf)"
 
 # Debian's long descriptions live in the Translation-en lists, which apt skips by default here.
 apt-lists:
@@ -44,13 +54,16 @@ test: install apt-lists
 test-fast: install
 	$(PY) -m pytest -m "not slow and not notebooks and not aws" $(PYTEST_ARGS)
 
-# Re-execute the nbval reference notebooks with the smoke parameters (after editing a notebook).
+# After editing a notebook (in JupyterLab, or its script in notebooks/scripts/): sync each pair,
+# tidy the metadata, and re-execute the nbval references with the smoke parameters (minutes).
 refresh-references: install
 	$(PY) -m mlclf_utils refresh-references
 
-# Re-pin the lock file from the current venv (after changing pyproject.toml).
+# Re-pin the lock file from the current venv (after changing pyproject.toml). Local version labels
+# (torch's +cpu from this machine's wheelhouse) are dropped: no public index serves them, and
+# `torch==2.13.0` still matches the local CPU wheel here.
 lock: install
-	$(PY) -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e ' | sed -E 's/^([^=]+==[^+]+)\+.*$$/\1/' > requirements.lock
 
 clean-venv:
 	rm -rf $(VENV)
@@ -61,6 +74,7 @@ clean-venv:
 notebooks: demo-data
 	for nb in notebooks/0*.ipynb; do MPLBACKEND=module://matplotlib_inline.backend_inline \
 		$(PY) -m papermill --cwd notebooks --no-progress-bar "$$nb" "$$nb" || exit 1; done
+	$(PY) -m mlclf_utils sync-notebooks
 
 # Re-measure everything in docs/benchmarks.md: a demo run (01-04), the class-weight sweep, each
 # benchmark script, then the report (about 75 minutes on 2 cores). To re-measure only the

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mlclf_utils {run,sweep,demo-data,refresh-references,predict}``."""
+"""Command line: ``python -m mlclf_utils {run,sweep,demo-data,refresh-references,sync-notebooks,predict}``."""
 
 from __future__ import annotations
 
@@ -21,23 +21,37 @@ def _params(args) -> dict:
 
 
 def _predict(args) -> None:
-    """TEXT arguments or --input FILE in; CSV or JSONL out, to stdout or --output."""
-    from .errors import ParameterError
-    from .predict import Classifier, output_format, read_texts, write_predictions
+    """TEXT arguments or --input FILE in; CSV or JSONL out, to stdout or --output.
+
+    Everything that can be checked from the arguments is checked before the model loads.
+    """
+    from .errors import DataError, ParameterError
+    from .predict import (Classifier, check_output, in_file, output_format, read_text_rows,
+                          write_predictions)
 
     if args.texts and args.input:
         raise ParameterError("--input", args.input, "give TEXT arguments or --input, not both")
     if not args.texts and not args.input:
         raise ParameterError("TEXT", None, "give texts to classify, or --input FILE")
     fmt = output_format(args.output, args.format)
+    if args.output:
+        check_output(args.output, overwrite=args.overwrite,
+                     inputs={"--input": args.input, "--model": args.model})
     if args.input:
-        texts, skipped = read_texts(args.input, text_column=args.text_column)
+        texts, rows, skipped = read_text_rows(args.input, text_column=args.text_column)
         if skipped:
             print(f"skipped {skipped} blank line(s) of {args.input}", file=sys.stderr)
     else:
-        texts = args.texts
+        texts, rows = args.texts, None
     classifier = Classifier.load(args.model, quantize=args.quantize)
-    predictions = classifier.predict(texts, batch_size=args.batch_size)
+    try:
+        predictions = classifier.predict(texts, batch_size=args.batch_size,
+                                         progress=bool(args.input) and not args.no_progress)
+    except DataError as exc:
+        if rows is None:
+            raise
+        column = None if args.input.lower().endswith(".txt") else args.text_column
+        raise in_file(exc, args.input, rows, column) from None
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             write_predictions(texts, predictions, classifier.labels, out, fmt)
@@ -80,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--refresh", action="store_true")
 
     sub.add_parser("refresh-references",
-                   help="re-execute tests/notebooks/ references with configs/smoke.yaml")
+                   help="after editing a notebook: sync it with its script in notebooks/scripts/ "
+                        "and re-execute the tests/notebooks/ references with configs/smoke.yaml")
+
+    sub.add_parser("sync-notebooks",
+                   help="sync each notebook with its script in notebooks/scripts/ and tidy its "
+                        "metadata (no execution)")
 
     pred = sub.add_parser("predict", help="classify texts with a model bundle")
     pred.add_argument("--model", required=True, metavar="DIR", help="a bundle folder (04's bundle)")
@@ -88,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     pred.add_argument("--input", metavar="FILE",
                       help=".txt (one text per line), .csv, .tsv, .jsonl or .parquet")
     pred.add_argument("--text-column", default="text", help="the text column of --input")
-    pred.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    pred.add_argument("--output", metavar="FILE",
+                      help="write here instead of stdout; the folder must exist")
+    pred.add_argument("--overwrite", action="store_true",
+                      help="replace an existing --output file (never the --input file)")
+    pred.add_argument("--no-progress", action="store_true",
+                      help="no progress bar (shown on stderr for --input)")
     pred.add_argument("--format", choices=("csv", "jsonl"), default=None,
                       help="default: from the --output suffix (.csv), else jsonl")
     pred.add_argument("--batch-size", type=int, default=64)
@@ -123,10 +147,15 @@ def main(argv: list[str] | None = None) -> int:
             summary = {k: v for k, v in report.items() if k != "label_counts"}
             print(json.dumps(summary, indent=2, default=str))
         elif args.command == "refresh-references":
-            from .references import refresh_references
+            from .references import refresh
 
-            for path in refresh_references():
+            for path in refresh():
                 print(f"refreshed {path}")
+        elif args.command == "sync-notebooks":
+            from .pipeline import stage_notebooks
+            from .references import sync_pairs
+
+            sync_pairs(stage_notebooks())
         elif args.command == "predict":
             _predict(args)
     except MlclfError as exc:

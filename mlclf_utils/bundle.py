@@ -15,7 +15,8 @@ tokenizer files, ``label_map.json``, ``pos_weight.json``, ``hyperparameters.json
     Format version, creation time, source run, label count, ``max_length`` (the token limit
     inference cuts at: 01's, or 03's when smaller), the caller's metrics summary, and every
     other file with its size and SHA-256, so a truncated copy or a swapped file is caught
-    before it predicts nonsense.
+    before it predicts nonsense. A bundle whose list is empty or missing, or leaves out a file
+    the loaders read, is corrupt: nothing is loaded unchecked.
 
 Only files that are safe to load are copied (JSON, safetensors, tokenizer vocabularies); a
 pickle never enters a bundle. The folder also loads as a plain Hugging Face model
@@ -63,6 +64,8 @@ REQUIRED_FILES = (
 )
 # Files from the model folder that are copied: data formats that cannot run code on load.
 SAFE_SUFFIXES = (".json", ".safetensors", ".txt", ".model")
+# Files a loader may read from the folder; each must be listed (and so verified) in bundle.json.
+LOADED_SUFFIXES = SAFE_SUFFIXES + (".jinja",)
 # Written by export_bundle itself, so never taken from the model folder.
 WRITTEN_FILES = (THRESHOLDS_FILE, PREPROCESS_CONFIG_FILE, MANIFEST_FILE)
 PICKLE_WEIGHTS = ("pytorch_model.bin", "model.pt", "model.pth", "model.pkl")
@@ -346,9 +349,29 @@ def read_bundle(bundle_dir, *, verify_checksums: bool = True) -> BundleInfo:
                         f"{FORMAT_VERSION}", file=str(root / MANIFEST_FILE),
                         hint="upgrade mlclf_utils, or export the bundle again with this version")
     entries = manifest.get("files")
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and "name" in e
-                                                for e in entries):
-        raise DataError("has no valid file list", file=str(root / MANIFEST_FILE),
+    if not isinstance(entries, list) or not entries or not all(
+            isinstance(e, dict) and "name" in e for e in entries):
+        raise DataError("corrupt bundle: its file list is missing, empty or malformed, so no "
+                        "file could be checked against its SHA-256", file=str(root / MANIFEST_FILE),
+                        hint=REEXPORT_HINT)
+    for entry in entries:
+        name = entry["name"]
+        if not isinstance(name, str) or name in ("", ".", "..", MANIFEST_FILE) or (
+                Path(name).name != name):
+            raise DataError(f"corrupt bundle: its file list names {name!r}, which is not a file "
+                            "name in the bundle folder", file=str(root / MANIFEST_FILE),
+                            hint=REEXPORT_HINT)
+    # Every file a loader reads must be checked: the required ones, and any other file of a
+    # kind transformers picks up by name (special_tokens_map.json, chat_template.jinja, ...).
+    listed = {entry["name"] for entry in entries}
+    unlisted = [name for name in REQUIRED_FILES if name != MANIFEST_FILE and name not in listed]
+    unlisted += sorted(p.name for p in root.iterdir()
+                       if p.is_file() and p.suffix in LOADED_SUFFIXES and not p.name.startswith(".")
+                       and p.name not in listed and p.name != MANIFEST_FILE
+                       and p.name not in unlisted)
+    if unlisted:
+        raise DataError("corrupt bundle: the file is not listed in bundle.json, so its SHA-256 "
+                        "cannot be checked before it is loaded", file=str(root / unlisted[0]),
                         hint=REEXPORT_HINT)
     for entry in entries:
         path = root / str(entry["name"])

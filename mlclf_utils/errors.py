@@ -28,6 +28,7 @@ class DataError(MlclfError, ValueError):
         column: str | None = None,
         hint: str | None = None,
     ) -> None:
+        self.message = message  # without the place, so a caller can say it of another place
         self.file = file
         self.rows = list(rows) if rows is not None else None
         self.column = column

@@ -18,16 +18,21 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MlclfError, ParameterError
+from .errors import MlclfError, ParameterError, SetupError
 from .runs import (FINISHED, MANIFEST, STAGES, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK,
                    STATUS_REUSED, STATUS_RUNNING, git_commit, new_run_dir, package_versions,
                    project_root, write_json)
 
 RUNNER_PARAMETERS = {"run_dir"}
+# The notebooks' kernelspec names the kernel `make install` registers for the project's venv, so
+# that JupyterLab, papermill and nbval all run them on the Python that has mlclf_utils.
+KERNEL_NAME = "mlclf"
+KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python (mlclf)", "language": "python"}
 TYPE_NAMES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict,
               "None": type(None)}
 
@@ -44,6 +49,18 @@ def stage_notebooks(folder: Path | None = None) -> list[Path]:
     """The stage notebooks that exist, in pipeline order."""
     folder = folder or notebooks_dir()
     return [folder / f"{stage}.ipynb" for stage in STAGES if (folder / f"{stage}.ipynb").exists()]
+
+
+def check_kernel(name: str = KERNEL_NAME) -> None:
+    """The notebooks' kernel must exist before a stage starts, or papermill fails obscurely."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        raise SetupError(f"no Jupyter kernel named {name!r}: run `make install`, which registers "
+                         f"it for this venv (or `{sys.executable} -m ipykernel install --sys-prefix "
+                         f"--name {name} --display-name 'Python (mlclf)'`)") from None
 
 
 def notebook_parameters(path: Path) -> dict:
@@ -128,17 +145,17 @@ def load_params_file(path: str | Path | None) -> dict:
 
 @dataclass(frozen=True)
 class ParameterSpec:
-    """One line of a parameters cell: its default and the types it accepts.
+    """One line of a parameters cell: its default, the types it accepts and its help.
 
-    The types come from a ``# type: int|None`` comment when the line has one (papermill reads
-    the same comment), else from the default's own type. A default of None without a comment
-    accepts anything; the stage's own checks still run before any work.
+    Every line declares its types with a ``# type: int|None  help`` comment, the same source
+    that ``papermill --help-notebook`` shows; the runner checks values against it.
     """
 
     name: str
     default: object
     types: tuple[str, ...]
     notebook: str
+    help: str = ""
 
     def accepts(self, value) -> bool:
         if isinstance(value, float) and not math.isfinite(value):
@@ -167,19 +184,18 @@ def parameter_specs(path: Path) -> dict[str, ParameterSpec]:
             raise MlclfError(f"{path.name}: the default of {name} ({info['default']}) must be a "
                              "plain literal, so that batch runs can check values against it") from None
         declared = info.get("inferred_type_name") or "None"
-        if declared != "None":
-            types = tuple(t.strip() for t in declared.split("|"))
-            bad = [t for t in types if t not in TYPE_NAMES]
-            if bad:
-                raise MlclfError(f"{path.name}: unknown type {bad} for {name}; use {sorted(TYPE_NAMES)}")
-        elif default is None:
-            types = ()
-        else:
-            types = (type(default).__name__,)
-            if types[0] not in TYPE_NAMES:
-                raise MlclfError(f"{path.name}: {name} defaults to a {types[0]}; use one of "
-                                 f"{sorted(TYPE_NAMES)} or declare it with a '# type:' comment")
-        specs[name] = ParameterSpec(name, default, types, path.name)
+        if declared == "None":
+            raise MlclfError(f"{path.name}: the parameter {name} has no '# type:' comment; write "
+                             f"it as `{name} = {info['default']}  # type: T  what it does` "
+                             f"(T from {sorted(TYPE_NAMES)}, joined with | )")
+        types = tuple(t.strip() for t in declared.split("|"))
+        bad = [t for t in types if t not in TYPE_NAMES]
+        if bad:
+            raise MlclfError(f"{path.name}: unknown type {bad} for {name}; use {sorted(TYPE_NAMES)}")
+        if not any(isinstance(default, TYPE_NAMES[t]) for t in types):
+            raise MlclfError(f"{path.name}: the default of {name} ({info['default']}) is not "
+                             f"of its declared type {declared}")
+        specs[name] = ParameterSpec(name, default, types, path.name, info.get("help") or "")
     return specs
 
 
@@ -512,6 +528,7 @@ def run_pipeline(
     and ``params`` override them for the stages that run.
     """
     plan = plan_run(params, notebooks=notebooks, first=first, last=last, resume=resume)
+    check_kernel(kernel_name or KERNEL_NAME)
     if run_dir is not None:
         run_dir = Path(run_dir)
         _check_new_run_dir(run_dir, plan.source)

@@ -16,6 +16,7 @@ export copies these modules into the container, where mlclf_utils is not install
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,13 +40,17 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
-def _shown(indices: list[int]) -> str:
-    more = f" and {len(indices) - 10} more" if len(indices) > 10 else ""
-    return ", ".join(str(i) for i in indices[:10]) + more
+# Bad texts are named by row, counted from 1 like the data rows of a file (header not counted),
+# and the message says so; the CLI re-says them as rows of the --input file (``in_file``).
+ROWS_NOTE = "; row 1 is the first text"
+
+
+def _bad_rows(indices: list[int], message: str, hint: str) -> DataError:
+    return DataError(message + ROWS_NOTE, rows=[i + 1 for i in indices], hint=hint)
 
 
 def check_texts(texts) -> list[str]:
-    """A list of non-empty strings, or an error naming the bad positions (0-based)."""
+    """A list of non-empty strings, or an error naming the bad rows (1-based)."""
     if isinstance(texts, str | bytes):
         raise ParameterError("texts", texts[:60], "pass a list of texts; a single string would "
                              "be read one character at a time")
@@ -58,12 +63,11 @@ def check_texts(texts) -> list[str]:
     not_str = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if not_str:
         kinds = sorted({type(texts[i]).__name__ for i in not_str})
-        raise DataError(f"texts at index {_shown(not_str)} are not strings "
-                        f"(got {', '.join(kinds)})",
+        raise _bad_rows(not_str, f"not a string (got {', '.join(kinds)})",
                         hint="convert or drop them; missing values (None, NaN) are not texts")
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:
-        raise DataError(f"texts at index {_shown(empty)} are empty or only whitespace",
+        raise _bad_rows(empty, "empty or only whitespace",
                         hint="drop them: there is nothing to classify")
     return texts
 
@@ -180,8 +184,8 @@ class Classifier:
             cleaned = [clean_text(t, self.cleaning) for t in texts]
             emptied = [i for i, t in enumerate(cleaned) if not t.strip()]
             if emptied:
-                raise DataError(f"texts at index {_shown(emptied)} are empty after cleaning "
-                                "(they held only URLs, e-mail addresses or whitespace)",
+                raise _bad_rows(emptied, "empty after cleaning (only URLs, e-mail addresses "
+                                "or whitespace)",
                                 hint="drop them: the model would see an empty text")
         else:
             cleaned = texts
@@ -262,6 +266,13 @@ def read_texts(path, *, text_column: str = "text") -> tuple[list[str], int]:
     ``.txt``: one text per line (blank lines skipped and counted). ``.csv``, ``.tsv``,
     ``.jsonl``, ``.parquet``: the ``text_column``; a missing or empty cell names its row.
     """
+    texts, _, skipped = read_text_rows(path, text_column=text_column)
+    return texts, skipped
+
+
+def read_text_rows(path, *, text_column: str = "text") -> tuple[list[str], list[int], int]:
+    """``read_texts`` plus each text's row in the file, counted from 1: a .txt file's line
+    (blank lines count), else its data row (the header does not count)."""
     from .sources import _read_file  # not copied to SageMaker; only the CLI reads files
 
     path = Path(path)
@@ -277,10 +288,10 @@ def read_texts(path, *, text_column: str = "text") -> tuple[list[str], int]:
         except UnicodeDecodeError as exc:
             raise DataError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})",
                             file=str(path)) from None
-        texts = [line for line in lines if line.strip()]
-        if not texts:
+        rows = [i + 1 for i, line in enumerate(lines) if line.strip()]
+        if not rows:
             raise DataError("the file holds no text", file=str(path))
-        return texts, len(lines) - len(texts)
+        return [lines[r - 1] for r in rows], rows, len(lines) - len(rows)
     frame, where = _read_file(str(path), encoding="utf-8", label_sep=",")
     if text_column not in frame.columns:
         raise DataError(f"no column {text_column!r}; columns are {list(frame.columns)}",
@@ -291,7 +302,49 @@ def read_texts(path, *, text_column: str = "text") -> tuple[list[str], int]:
         raise DataError("empty or missing text", file=where, column=text_column, rows=bad)
     if not values:
         raise DataError("the file has no rows", file=where)
-    return values, 0
+    return values, list(range(1, len(values) + 1)), 0
+
+
+def in_file(error: DataError, file, rows: list[int], column: str | None = None) -> DataError:
+    """A Classifier error about rows of its text list, said of the file the texts came from
+    (``rows`` from ``read_text_rows``); any other error is returned as it is."""
+    if not error.rows or error.file is not None or not error.message.endswith(ROWS_NOTE):
+        return error
+    return DataError(error.message.removesuffix(ROWS_NOTE), file=str(file), column=column,
+                     rows=[rows[r - 1] for r in error.rows], hint=error.hint)
+
+
+def check_output(output, *, overwrite: bool = False, inputs: Mapping | None = None) -> Path:
+    """The --output path, checked before any work: its folder exists, it is no input file
+    (``inputs``: option -> file or folder, never written even with ``overwrite``; a folder
+    protects everything in it) and it replaces an existing file only with ``overwrite``."""
+    path = Path(output)
+    if path.is_dir():
+        raise ParameterError("--output", str(output), "is a folder; give a file name in it, "
+                             "e.g. predictions.csv")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ParameterError("--output", str(output), f"the folder {folder} {what}; create it "
+                             "first (predict never creates folders)")
+    target = path.resolve()
+    for option, other in (inputs or {}).items():
+        if other is None:
+            continue
+        other = Path(other)
+        if other.is_dir():
+            if other.resolve() in target.parents:
+                raise ParameterError("--output", str(output), f"is inside the {option} folder "
+                                     f"({other}); writing there would change it")
+        elif target == other.resolve() or (path.exists() and other.exists()
+                                           and os.path.samefile(path, other)):
+            raise ParameterError("--output", str(output), f"is the {option} file ({other}); "
+                                 "predictions never replace their input, even with "
+                                 "--overwrite: choose another name")
+    if path.exists() and not overwrite:
+        raise ParameterError("--output", str(output), "already exists; pass --overwrite to "
+                             "replace it, or choose another name")
+    return path
 
 
 def prediction_rows(texts: list[str], predictions: list[dict], labels: list[str]) -> list[dict]:

@@ -146,6 +146,7 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         ("logging_steps", args.logging_steps >= 1, "must be >= 1"),
         ("threads", args.threads >= 0, "must be >= 0"),
         ("max_train_rows", args.max_train_rows >= 0, "must be >= 0"),
+        ("max_steps", args.max_steps == -1 or args.max_steps > 0, "must be -1 (no limit) or > 0"),
     ]
     for name, ok, message in checks:
         if not ok:

@@ -195,3 +195,59 @@ def test_newer_format_asks_for_an_upgrade(model_dir, tmp_path):
     (out / "bundle.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="upgrade"):
         bundle.check_bundle(out)
+
+
+def _rewrite_manifest(out, change):
+    manifest = json.loads((out / "bundle.json").read_text())
+    change(manifest)
+    (out / "bundle.json").write_text(json.dumps(manifest))
+
+
+def _damage(path):
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.update(files=[]),
+    lambda m: m.pop("files"),
+], ids=["empty-list", "missing-key"])
+def test_an_empty_or_missing_file_list_is_a_corrupt_bundle(model_dir, tmp_path, change):
+    out = export(model_dir, tmp_path / "bundle")
+    _damage(out / "model.safetensors")
+    _rewrite_manifest(out, change)
+    with pytest.raises(DataError, match=r"bundle\.json.*file list") as caught:
+        bundle.check_bundle(out)
+    assert "corrupt" in str(caught.value) and "export_bundle" in str(caught.value)
+
+
+def test_a_file_the_loader_reads_must_be_listed_and_match(model_dir, tmp_path):
+    """Dropping the weights' entry from bundle.json does not skip their checksum."""
+    out = export(model_dir, tmp_path / "bundle")
+    _damage(out / "model.safetensors")
+    _rewrite_manifest(out, lambda m: m.update(
+        files=[e for e in m["files"] if e["name"] != "model.safetensors"]))
+    with pytest.raises(DataError, match=r"model\.safetensors.*not listed in bundle\.json"):
+        bundle.check_bundle(out)
+
+
+def test_an_unlisted_file_the_loader_would_read_is_refused(model_dir, tmp_path):
+    out = export(model_dir, tmp_path / "bundle")
+    (out / "special_tokens_map.json").write_text("{}")  # transformers would read it
+    with pytest.raises(DataError, match=r"special_tokens_map\.json.*not listed in bundle\.json"):
+        bundle.check_bundle(out)
+    (out / "special_tokens_map.json").unlink()
+    (out / "predictions.csv").write_text("text,labels\n")  # no loader reads a CSV
+    (out / ".DS_Store").write_bytes(b"\0")
+    bundle.check_bundle(out)
+
+
+def test_a_listed_name_must_be_a_file_in_the_bundle(model_dir, tmp_path):
+    out = export(model_dir, tmp_path / "bundle")
+    (tmp_path / "outside.json").write_text("{}")
+    digest = bundle.sha256_of(tmp_path / "outside.json")
+    _rewrite_manifest(out, lambda m: m["files"].append(
+        {"name": "../outside.json", "bytes": 2, "sha256": digest}))
+    with pytest.raises(DataError, match=r"bundle\.json.*'\.\./outside\.json'.*not a file name"):
+        bundle.check_bundle(out)

@@ -143,6 +143,16 @@ def test_bad_parameters_fail_before_any_stage_runs(base_run, shared_runs):
     assert {p.name for p in shared_runs.iterdir()} == before
 
 
+def test_negative_max_steps_is_refused_before_a_run_folder_is_made(tmp_path):
+    runs = tmp_path / "runs"
+    result = cli("run", "--config", SMOKE, "-p", "max_steps", "-5", "--no-progress",
+                 runs_root=runs, check=False)
+    assert result.returncode == 2, result.stderr
+    assert re.search(r"^error: parameter max_steps=-5: must be -1 \(no limit\) or > 0",
+                     result.stderr, re.M), result.stderr
+    assert not runs.exists() or not any(runs.iterdir())
+
+
 def test_sweep_over_a_2x1_grid(base_run, shared_runs, monkeypatch):
     before = snapshot(base_run)
     result = cli("sweep", "--base", base_run, "--config", SMOKE,

@@ -6,11 +6,14 @@ the model itself, not against expected labels.
 """
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,6 +29,7 @@ from mlclf_utils.predict import Classifier
 from mlclf_utils.sagemaker_inference import (export_sagemaker_model, input_fn, model_fn,
                                              output_fn, predict_fn)
 
+ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["admin", "audio", "network", "web"]
 MAX_LENGTH = 32
 PREPROCESS = {"source": "smoke.csv", "cleaning": CleaningConfig().to_dict(),
@@ -157,15 +161,24 @@ def test_bf16_autocast_runs_and_stays_close(bundle_dir, classifier):
 @pytest.mark.parametrize("texts, error, words", [
     ([], ParameterError, ["texts", "at least one"]),
     ("one string", ParameterError, ["texts", "list"]),
-    (["fine", 3, None], DataError, ["index 1, 2", "not strings", "int", "NoneType"]),
-    (["fine", "   "], DataError, ["index 1", "empty"]),
-    (["fine", "https://example.org/only-a-link"], DataError, ["index 1", "after cleaning"]),
+    (["fine", 3, None], DataError, ["rows 2, 3:", "not a string", "int", "NoneType"]),
+    (["fine", "   "], DataError, ["row 2:", "empty"]),
+    (["fine", "https://example.org/only-a-link"], DataError, ["row 2:", "after cleaning"]),
 ])
 def test_bad_inputs_name_what_is_wrong(classifier, texts, error, words):
     with pytest.raises(error) as caught:
         classifier.predict(texts)
     for word in words:
         assert word in str(caught.value)
+
+
+def test_bad_text_rows_count_from_1_and_say_so(classifier):
+    """One convention with the file errors: row 1 is the first text (the first data row)."""
+    with pytest.raises(DataError) as caught:
+        classifier.predict(["fine", "also fine", "https://example.org/only-a-link"])
+    assert caught.value.rows == [3]
+    assert "row 3:" in str(caught.value) and "row 1 is the first text" in str(caught.value)
+    assert "index" not in str(caught.value)
 
 
 def test_bad_batch_size_names_the_parameter(classifier):
@@ -278,6 +291,123 @@ def test_cli_names_a_missing_bundle_file(bundle_dir, tmp_path, capsys):
     (broken / "thresholds.json").unlink()
     assert main(["predict", "--model", str(broken), "plays music"]) == 2
     assert "thresholds.json" in capsys.readouterr().err
+
+
+# --- the command line as users run it: a real process -----------------------------------------
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "mlclf_utils", "predict", *map(str, args)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def refused(result, *words):
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert re.search(r"^error: ", result.stderr, re.M), result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
+
+
+def test_cli_refuses_an_existing_output_unless_overwrite(bundle_dir, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("plays music\na web server\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    out.write_text("earlier results\n", encoding="utf-8")
+    refused(run_cli("--model", bundle_dir, "--input", source, "--output", out),
+            "--output", "already exists", "--overwrite")
+    assert out.read_text(encoding="utf-8") == "earlier results\n"
+    done = run_cli("--model", bundle_dir, "--input", source, "--output", out, "--overwrite",
+                   "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(x)["text"] for x in out.read_text().splitlines()] == [
+        "plays music", "a web server"]
+
+
+def test_cli_never_writes_over_its_input(bundle_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["plays music", "a web server"]}).to_csv(source, index=False)
+    before = source.read_bytes()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.csv").symlink_to(source)
+    os.link(source, tmp_path / "hardlink.csv")
+    for output in (source, tmp_path / "sub" / ".." / "in.csv", tmp_path / "link.csv",
+                   tmp_path / "hardlink.csv"):
+        for extra in ([], ["--overwrite"]):
+            refused(run_cli("--model", bundle_dir, "--input", source, "--output", output, *extra),
+                    "--output", "is the --input file")
+    assert source.read_bytes() == before
+    # The bundle is an input too: nothing is written into it.
+    model = shutil.copytree(bundle_dir, tmp_path / "model")
+    config = (model / "config.json").read_bytes()
+    for output in (model / "config.json", model / "predictions.csv"):
+        refused(run_cli("--model", model, "--input", source, "--output", output, "--overwrite"),
+                "--output", "inside the --model folder")
+    assert (model / "config.json").read_bytes() == config
+    assert not (model / "predictions.csv").exists()
+
+
+def test_cli_checks_the_output_folder_before_loading_the_model(bundle_dir, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("plays music\n", encoding="utf-8")
+    out = tmp_path / "no-such-folder" / "out.csv"
+    # The bundle is not even there: the output is checked first, before any loading.
+    refused(run_cli("--model", tmp_path / "no-bundle", "--input", source, "--output", out),
+            "--output", "no-such-folder", "does not exist")
+    refused(run_cli("--model", bundle_dir, "plays music", "--output", out),
+            "--output", "does not exist")
+    refused(run_cli("--model", bundle_dir, "plays music", "--output", tmp_path),
+            "--output", "is a folder")
+    assert not out.parent.exists()
+
+
+def test_cli_refuses_a_damaged_bundle_with_an_empty_file_list(bundle_dir, tmp_path):
+    broken = shutil.copytree(bundle_dir, tmp_path / "broken")
+    weights = broken / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[8:40] = b"\xff" * 32  # the safetensors header: loading it would fail in Rust
+    weights.write_bytes(bytes(data))
+    manifest = json.loads((broken / "bundle.json").read_text())
+    manifest["files"] = []
+    (broken / "bundle.json").write_text(json.dumps(manifest))
+    result = run_cli("--model", broken, "plays music")
+    refused(result, "bundle.json", "file list", "corrupt")
+    assert "Safetensor" not in result.stderr
+
+
+def test_cli_shows_a_progress_bar_on_stderr_for_file_input(bundle_dir, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("".join(f"text number {i}\n" for i in range(5)), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = run_cli("--model", bundle_dir, "--input", source, "--output", out,
+                     "--batch-size", "2")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"predicting: 100%.*\b3/3\b", result.stderr), result.stderr
+    assert len([json.loads(x) for x in out.read_text().splitlines()]) == 5
+    assert "predicting" not in out.read_text()
+
+    to_stdout = run_cli("--model", bundle_dir, "--input", source, "--batch-size", "2")
+    assert "predicting" in to_stdout.stderr and "predicting" not in to_stdout.stdout
+    assert len([json.loads(x) for x in to_stdout.stdout.splitlines()]) == 5
+
+    quiet = run_cli("--model", bundle_dir, "--input", source, "--batch-size", "2",
+                    "--no-progress")
+    assert quiet.returncode == 0 and "predicting" not in quiet.stderr, quiet.stderr
+    assert len(quiet.stdout.splitlines()) == 5
+
+
+def test_cli_names_the_file_row_of_a_text_that_cleaning_empties(bundle_dir, tmp_path):
+    """A .txt file's rows are its lines, blank ones included, as a reader counts them."""
+    source = tmp_path / "in.txt"
+    source.write_text("plays music\n\nhttps://example.org/only-a-link\n", encoding="utf-8")
+    refused(run_cli("--model", bundle_dir, "--input", source, "--no-progress"),
+            f"file {source}; row 3:", "empty after cleaning")
+    table = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["plays music", "a web server", "https://example.org/x"]}).to_csv(
+        table, index=False)
+    refused(run_cli("--model", bundle_dir, "--input", table, "--no-progress"),
+            f"file {table}; column 'text'; row 3:", "empty after cleaning")
 
 
 # --- SageMaker ----------------------------------------------------------------------------------

