@@ -28,3 +28,23 @@ def evaluate_model_dir(model_dir, validation, test, labels, *, min_support: int 
         "per_class": metrics.per_class_table(y_test, probs_test, labels, values),
         "report": metrics.multilabel_report(y_test, probs_test, labels, values),
     }
+
+
+def comparison_summary(comparison, y_test, reference: str) -> str:
+    """04's comparison table as structure and booleans only (for the nbval check).
+
+    Chance is the expected macro-F1 of guessing each label at random at its test prevalence p
+    (precision and recall are both p, so F1 is p); the all-negative baseline scores 0.
+    """
+    y = metrics.as_targets(y_test)
+    present = y.any(axis=0)
+    chance = float(y.mean(axis=0)[present].mean()) if present.any() else 0.0
+    macro_f1 = float(comparison.loc["macro_f1", reference])
+    macro_auc = float(comparison.loc["macro_roc_auc", reference])
+    return "\n".join([
+        f"rows: {list(comparison.index)}",
+        f"columns: {list(comparison.columns)}",
+        f"tuned macro-F1 above the all-negative baseline: {macro_f1 > 0}",
+        f"tuned macro-F1 above chance (random at each label's prevalence): {macro_f1 > chance}",
+        f"macro ROC AUC above 0.5: {macro_auc > 0.5}",
+    ])

@@ -200,3 +200,141 @@ def test_plot_is_saved_as_png(tmp_path, kwargs):
     assert figure.axes[0].get_xscale() == "log"
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 200
+
+
+# --- Found by mutation testing (docs/mutation.md): changes no test above noticed.
+
+def test_no_floor_and_no_cap_keep_the_raw_weights():
+    targets = np.array([[1, 1], [1, 0], [1, 0], [0, 0]])  # ratios 1/3 and 3
+    table = cw.compute_pos_weight(targets, ["common", "rare"], strategy="ratio", floor=None, cap=None)
+    assert table["weight"].tolist() == pytest.approx([1 / 3, 3.0])
+    assert table["clipped"].tolist() == ["", ""]
+    assert table.attrs == {"strategy": "ratio", "floor": None, "cap": None, "n_train": 4}
+
+
+def test_the_table_records_the_cap_and_the_number_of_train_texts():
+    targets = np.array([[1, 0, 1], [0, 0, 1], [0, 1, 1]])
+    table = cw.compute_pos_weight(targets, list("abc"), strategy="none", floor=0.5, cap=0.5)
+    assert table.attrs == {"strategy": "none", "floor": 0.5, "cap": 0.5, "n_train": 3}  # cap == floor is fine
+    assert table["weight"].dtype == np.float64 and table["weight"].tolist() == [0.5, 0.5, 0.5]
+
+
+def test_repeated_and_missing_label_messages_name_exactly_the_offenders():
+    with pytest.raises(ParameterError, match=r"\['b'\]") as info:
+        cw.compute_pos_weight(np.ones((2, 3)), ["a", "b", "b"])
+    assert info.value.name == "labels" and info.value.value == ["b"]
+    names = [f"l{i:02d}" for i in range(12)]
+    with pytest.raises(DataError) as info:
+        cw.compute_pos_weight(np.c_[np.ones((3, 1)), np.zeros((3, 12))], ["ok", *names])
+    message = str(info.value)
+    assert "'l09'" in message and "'l10'" not in message and "and 2 more" in message
+    assert "re-split" in message  # the hint says what to do
+
+
+# --- issue 18: tests for the survivors of the mutation run "after" -----------------------
+
+SMALL_TARGETS = np.array([[1, 0], [1, 1], [0, 1], [0, 1]])
+
+
+@pytest.mark.parametrize("bound", ["pos_weight_floor", "pos_weight_cap"])
+@pytest.mark.parametrize("value", [True, "1", 0, -1.0, float("inf"), float("nan")])
+def test_bounds_refuse_non_numbers_and_non_positive_values(bound, value):
+    kwargs = {"floor": None, "cap": None, bound.removeprefix("pos_weight_"): value}
+    with pytest.raises(ParameterError, match="finite number > 0") as exc:
+        cw.compute_pos_weight(SMALL_TARGETS, ["a", "b"], **kwargs)
+    assert exc.value.name == bound
+    assert exc.value.value is value or (value != value and exc.value.value != exc.value.value)
+
+
+def test_compute_pos_weight_errors_name_the_parameter_and_value():
+    cases = [
+        (dict(strategy="log"), "pos_weight_strategy", "log"),
+        (dict(floor=2.0, cap=1.0), "pos_weight_cap", 1.0),
+        (dict(labels="ab"), "labels", "ab"),
+        (dict(labels=["a", "a"]), "labels", ["a"]),
+        (dict(labels=["a", "b", "c"]), "labels", "3 names"),
+        (dict(targets=np.array([1, 0, 1])), "train_targets", "array of shape (3,)"),
+        (dict(targets=np.array([["1", "0"]])), "train_targets", "array of dtype <U1"),
+    ]
+    for kwargs, name, value in cases:
+        targets = kwargs.pop("targets", SMALL_TARGETS)
+        labels = kwargs.pop("labels", ["a", "b"])
+        with pytest.raises(ParameterError, match="must") as exc:
+            cw.compute_pos_weight(targets, labels, **kwargs)
+        assert (exc.value.name, exc.value.value) == (name, value)
+        assert not str(exc.value).endswith("None")
+
+
+def test_non_binary_targets_name_the_rows_and_say_how_they_count():
+    with pytest.raises(DataError, match="found values \\[2\\]") as exc:
+        cw.compute_pos_weight(np.array([[1, 0], [0, 1], [2, 1]]), ["a", "b"])
+    assert exc.value.rows == [2] and "train split" in exc.value.hint
+
+
+def test_a_torch_tensor_that_requires_grad_is_accepted():
+    targets = torch.tensor(SMALL_TARGETS, dtype=torch.float32, requires_grad=True)
+    table = cw.compute_pos_weight(targets, ["a", "b"], strategy="ratio", floor=None)
+    assert table["weight"].tolist() == [1.0, pytest.approx(1 / 3)]
+
+
+def test_table_dtypes_counts_are_integers_and_weights_floats():
+    table = cw.compute_pos_weight(SMALL_TARGETS, ["a", "b"], strategy="none")
+    assert table["positives"].dtype == np.int64 and table["negatives"].dtype == np.int64
+    assert table["raw_weight"].dtype == np.float64 and table["weight"].dtype == np.float64
+    assert table["raw_weight"].tolist() == [1.0, 1.0]
+
+
+def test_weights_errors_name_the_table():
+    with pytest.raises(ParameterError, match="needs a 'weight' column") as exc:
+        cw.weights_tensor(pd.DataFrame({"ratio": [1.0]}, index=["a"]))
+    assert (exc.value.name, exc.value.value) == ("table", "columns ['ratio']")
+    with pytest.raises(ParameterError, match="label -> weight dict") as exc:
+        cw.weights_tensor([1.0, 2.0])
+    assert (exc.value.name, exc.value.value) == ("table", "list")
+
+
+def test_save_pos_weight_round_trip_keeps_attrs_and_non_ascii_labels(tmp_path):
+    table = cw.compute_pos_weight(SMALL_TARGETS, ["café", "b"], strategy="sqrt", floor=0.5, cap=3.0)
+    path = tmp_path / "deep" / "model" / "pos_weight.json"
+    cw.save_pos_weight(table, path)
+    cw.save_pos_weight(table, path)  # an existing folder is fine
+    text = path.read_bytes().decode("utf-8")
+    assert '"café"' in text  # readable, not \u00e9
+    document = json.loads(text)
+    assert (document["strategy"], document["floor"], document["cap"]) == ("sqrt", 0.5, 3.0)
+    assert cw.load_pos_weight(path) == {"café": table.loc["café", "weight"],
+                                        "b": table.loc["b", "weight"]}
+
+
+def test_save_pos_weight_from_a_dict_allows_zero_and_refuses_bad_weights(tmp_path):
+    path = cw.save_pos_weight({"a": 0.0, "b": 2.0}, tmp_path / "w.json")
+    assert json.loads(path.read_text())["strategy"] is None
+    assert cw.load_pos_weight(path) == {"a": 0.0, "b": 2.0}
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="finite and non-negative") as exc:
+            cw.save_pos_weight({"a": 1.0, "b": bad}, tmp_path / "bad.json")
+        assert (exc.value.name, exc.value.value) == ("table", ["b"])
+    assert not (tmp_path / "bad.json").exists()
+
+
+@pytest.mark.parametrize("text", [
+    '["not", "an", "object"]',
+    '{"pos_weight": [1.0]}',
+    '{"pos_weight": {"a": true}}',
+    '{"pos_weight": {"a": "1"}}',
+    '{"pos_weight": {"a": NaN}}',
+    '{"pos_weight": {"a": -0.5}}',
+])
+def test_load_pos_weight_refuses_bad_files_and_names_them(tmp_path, text):
+    path = tmp_path / "pos_weight.json"
+    path.write_text(text)
+    with pytest.raises(DataError) as exc:
+        cw.load_pos_weight(path)
+    assert exc.value.file == str(path)
+    assert exc.value.message and exc.value.message != "None"
+
+
+def test_load_pos_weight_missing_file_says_what_and_how(tmp_path):
+    with pytest.raises(DataError, match="pos_weight file not found") as exc:
+        cw.load_pos_weight(tmp_path / "pos_weight.json")
+    assert "save_pos_weight" in exc.value.hint

@@ -329,3 +329,82 @@ def test_figures_are_saved_as_png(tmp_path, plot):
     assert figure.axes
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 400
+
+
+# --- Found by mutation testing (docs/mutation.md): changes no test above noticed.
+
+def test_naive_bce_matches_the_exact_loss_where_it_is_still_finite_and_reduces_as_asked():
+    logits = torch.tensor([[-2.0, 0.5, 3.0], [1.0, -0.25, 0.0]])
+    targets = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]])
+    exact = loss.bce_with_logits(logits, targets, reduction="none")
+    torch.testing.assert_close(loss.naive_bce(logits, targets), exact)  # no pos_weight = 1
+    torch.testing.assert_close(loss.naive_bce(logits, targets, reduction="mean"), exact.mean())
+    torch.testing.assert_close(loss.naive_bce(logits, targets, reduction="sum"), exact.sum())
+
+
+# --- issue 18: tests for the survivors of the mutation run "after" -----------------------
+
+LOGITS = torch.zeros(2, 3)
+ONES = torch.ones(2, 3)
+
+
+@pytest.mark.parametrize("kwargs, name, value", [
+    (dict(logits=torch.zeros(2, 3, dtype=torch.int64)), "logits",
+     "tensor of shape (2, 3), dtype int64"),
+    (dict(logits=[[0.0, 1.0]]), "logits", "list"),
+    (dict(logits=torch.tensor(0.0), targets=torch.tensor(1.0)), "logits",
+     "tensor of shape (), dtype float32"),
+    (dict(targets=np.ones((3, 2))), "targets", "tensor of shape (3, 2), dtype float32"),
+    (dict(targets=ONES * 2), "targets", "min 2, max 2"),
+    (dict(targets=torch.tensor([[0.0, 1.0, float("nan")]] * 2)), "targets",
+     "min 0, max 1, has nan/inf"),
+    (dict(targets=torch.full((2, 3), float("nan"))), "targets", "no finite values"),
+    (dict(targets=torch.zeros(2, 3, dtype=torch.complex64)), "targets",
+     "tensor of shape (2, 3), dtype complex64"),
+    (dict(targets="ones"), "targets", "str"),
+    (dict(weight=torch.ones(4)), "weight", "tensor of shape (4,), dtype float32"),
+    (dict(weight=torch.tensor([1.0, -1.0, 2.0])), "weight", "min -1, max 2"),
+    (dict(weight=torch.zeros(3, dtype=torch.complex64)), "weight",
+     "tensor of shape (3,), dtype complex64"),
+    (dict(pos_weight=torch.ones(2, 3)), "pos_weight", "tensor of shape (2, 3), dtype float32"),
+    (dict(pos_weight=torch.tensor([1.0, float("inf"), 3.0])), "pos_weight",
+     "min 1, max 3, has nan/inf"),
+    (dict(pos_weight=torch.zeros(3, dtype=torch.complex64)), "pos_weight",
+     "tensor of shape (3,), dtype complex64"),
+    (dict(reduction="avg"), "reduction", "avg"),
+])
+def test_validation_errors_name_the_argument_and_describe_the_value(kwargs, name, value):
+    kwargs = dict(kwargs)  # a copy: parametrize hands the same dict to every run
+    logits = kwargs.pop("logits", LOGITS)
+    targets = kwargs.pop("targets", ONES)
+    with pytest.raises(ParameterError, match="must|needs|cannot") as exc:
+        loss.bce_with_logits(logits, targets, **kwargs)
+    assert (exc.value.name, exc.value.value) == (name, value)
+    assert not str(exc.value).endswith("None")
+
+
+def test_zero_weights_are_allowed():
+    assert loss.bce_with_logits(LOGITS, ONES, weight=torch.zeros(3)).item() == 0.0
+    value = loss.bce_with_logits(LOGITS, ONES, pos_weight=torch.zeros(3))
+    assert value.item() == 0.0
+    assert loss.WeightedBCEWithLogits(torch.zeros(3))(LOGITS, ONES).item() == 0.0
+
+
+def test_module_pos_weight_dtype_one_label_and_errors():
+    assert loss.WeightedBCEWithLogits([1, 2]).pos_weight.dtype == torch.float32  # ints -> float
+    as_given = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert loss.WeightedBCEWithLogits(as_given).pos_weight.dtype == torch.float64
+    one = loss.WeightedBCEWithLogits([4.0])  # a single label is a valid model
+    assert one.num_labels == 1 and one(torch.zeros(2, 1), torch.ones(2, 1)).item() > 0
+    for bad, value in ((torch.ones(2, 2), "tensor of shape (2, 2), dtype float32"),
+                       (torch.ones(0), "tensor of shape (0,), dtype float32"),
+                       (torch.tensor([1.0, -2.0]), "min -2, max 1")):
+        with pytest.raises(ParameterError, match="must") as exc:
+            loss.WeightedBCEWithLogits(bad)
+        assert (exc.value.name, exc.value.value) == ("pos_weight", value)
+        assert not str(exc.value).endswith("None")
+
+
+def test_module_repr_says_whether_it_weights():
+    assert "pos_weight=None" in repr(loss.WeightedBCEWithLogits())
+    assert "num_labels=3" in repr(loss.WeightedBCEWithLogits(torch.ones(3)))

@@ -246,3 +246,127 @@ def test_compare_reports_accepts_full_reports():
     table = metrics.compare_reports({"tuned": b, "0.5": a}, reference="tuned")
     assert list(table.index) == list(metrics.REPORT_METRICS)
     assert isinstance(table, pd.DataFrame) and table["Δ vs 0.5"].notna().all()
+
+
+# --- Found by mutation testing (docs/mutation.md): changes no test above noticed.
+
+def test_a_split_without_any_positive_gives_nan_not_a_crash_or_zero():
+    y = np.zeros((3, 2), dtype=int)
+    p = np.array([[0.7, 0.1], [0.2, 0.2], [0.1, 0.9]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = metrics.multilabel_report(y, p, ["a", "b"])
+    for key in ("micro_recall", "micro_f1", "weighted_f1", "macro_f1"):
+        assert np.isnan(report[key]), key
+    assert report["micro_precision"] == 0.0 and report["n_labels_evaluated"] == 0
+    assert "2 of 2 labels have no positives" in report["note"]
+
+
+def test_the_note_counts_the_labels_left_out_against_all_labels():
+    y = np.array([[1, 0, 1], [0, 0, 1]])
+    p = np.array([[0.9, 0.1, 0.8], [0.2, 0.3, 0.7]])
+    note = metrics.multilabel_report(y, p, ["a", "b", "c"])["note"]
+    assert note.startswith("1 of 3 labels has no positives") and "'b'" in note
+    assert "1 label has no negatives" in note and "'c'" in note
+
+
+# --- issue 18: tests for the survivors of the mutation run "after" -----------------------
+
+
+def test_threshold_vector_accepts_the_bounds_and_converts_to_float():
+    out = metrics.threshold_vector(np.array([0, 1]), 2)
+    assert out.dtype == np.float64 and out.tolist() == [0.0, 1.0]
+    assert metrics.threshold_vector(0.0, 3).tolist() == [0.0, 0.0, 0.0]
+    assert metrics.threshold_vector(1, 2).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("thresholds, shown, message", [
+    (True, True, "a number in [0, 1] or one per label"),
+    (np.bool_(False), np.bool_(False), "a number in [0, 1] or one per label"),
+    ("0.5", "0.5", "a number in [0, 1] or one per label"),
+    (np.array(["a", "b"]), "array of shape (2,)", "a number in [0, 1] or one per label"),
+    (np.array([True, False]), "array of shape (2,)", "a number in [0, 1] or one per label"),
+    (np.array([0.5, 0.5, 0.5]), "array of shape (3,)", "an array of shape (2,)"),
+    (1.5, 1.5, "column 0 is 1.5"),
+    (-0.5, -0.5, "column 0 is -0.5"),
+    (np.array([0.5, 1.25]), "array of shape (2,)", "column 1 is 1.25"),
+    (np.array([-0.25, 0.5]), "array of shape (2,)", "column 0 is -0.25"),
+    (np.array([0.5, np.nan]), "array of shape (2,)", "column 1 is nan"),
+])
+def test_threshold_vector_errors_name_the_parameter_and_show_the_value(thresholds, shown, message):
+    with pytest.raises(ParameterError) as exc:
+        metrics.threshold_vector(thresholds, 2, name="cut")
+    assert exc.value.name == "cut" and exc.value.value == shown
+    assert message in str(exc.value)
+
+
+def test_check_labels_refuses_a_string_and_a_non_iterable():
+    for bad in ("ab", 5):
+        with pytest.raises(ParameterError, match="list of label names") as exc:
+            metrics.check_labels(bad, 2, name="names")
+        assert (exc.value.name, exc.value.value) == ("names", bad)
+
+
+def test_check_inputs_row_count_edges_and_labels_optional():
+    y, p, names = metrics.check_inputs([[1, 0]], [[0.9, 0.1]])  # one row is enough
+    assert y.shape == (1, 2) and names is None
+    with pytest.raises(DataError, match="no rows"):
+        metrics.check_inputs(np.zeros((0, 2)), np.zeros((0, 2)))
+
+
+def test_as_probabilities_and_as_targets_name_the_argument_rows_and_hint():
+    p = [[0.1, 0.2], [0.3, 0.4], [0.5, 1.5]]
+    with pytest.raises(DataError, match="scores must be probabilities") as exc:
+        metrics.as_probabilities(p, "scores")
+    assert exc.value.rows == [2] and "sigmoid" in exc.value.hint
+    with pytest.raises(DataError, match="probs must be probabilities") as exc:
+        metrics.as_probabilities([[0.1, np.nan], [0.2, 0.3]])
+    assert exc.value.rows == [0] and exc.value.hint is None  # NaN is no logit: no sigmoid hint
+    for bad in ([["a", "b"]], [0.1, 0.2]):  # strings; a 1-d vector
+        with pytest.raises(DataError, match="^probs must"):
+            metrics.as_probabilities(bad)
+    with pytest.raises(DataError, match="y_true must hold only 0 and 1") as exc:
+        metrics.as_targets([[0, 1], [1, 0], [0, 2]])
+    assert exc.value.rows == [2]
+    with pytest.raises(DataError, match="y_true must be numeric"):
+        metrics.as_targets([["0", "1"]])
+
+
+def _report(**values):
+    base = {m: 0.5 for m in metrics.REPORT_METRICS}
+    base.update(n_texts=10, n_labels=3)
+    base.update(values)
+    return base
+
+
+def test_compare_reports_validation_names_the_parameter():
+    reports = {"model": _report(), "baseline": _report(micro_f1=0.25)}
+    cases = [
+        (dict(reports={}, reference="model"), "reports", {}),
+        (dict(reports=[("model", _report())], reference="model"), "reports",
+         [("model", _report())]),
+        (dict(reports=reports, reference="other"), "reference", "other"),
+        (dict(reports=reports, reference="model", metrics="micro_f1"), "metrics", "micro_f1"),
+        (dict(reports=reports, reference="model", metrics=[]), "metrics", []),
+    ]
+    for kwargs, name, value in cases:
+        with pytest.raises(ParameterError, match="must") as exc:
+            metrics.compare_reports(**kwargs)
+        assert (exc.value.name, exc.value.value) == (name, value)
+        assert not str(exc.value).endswith("None")
+
+
+@pytest.mark.parametrize("key", ["n_texts", "n_labels"])
+def test_compare_reports_refuses_reports_on_different_data(key):
+    reports = {"model": _report(), "baseline": _report(**{key: 99})}
+    with pytest.raises(DataError, match=f"different data \\({key}"):
+        metrics.compare_reports(reports, "model")
+
+
+def test_compare_reports_table_structure():
+    reports = {"model": _report(micro_f1=0.75), "baseline": _report(micro_f1=0.25)}
+    table = metrics.compare_reports(reports, "model", metrics=["micro_f1", "hamming_loss"])
+    assert table.index.name == "metric" and table.index.tolist() == ["micro_f1", "hamming_loss"]
+    assert table.columns.tolist() == ["model", "baseline", "Δ vs baseline", "better"]
+    assert table.loc["micro_f1", "Δ vs baseline"] == 0.5
+    assert table["better"].tolist() == ["higher", "lower"]

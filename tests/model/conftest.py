@@ -38,3 +38,120 @@ def smoke_run(smoke_run_template, tmp_path):
     import shutil
 
     return shutil.copytree(smoke_run_template, tmp_path / "run")
+
+
+# --- A keyword data set whose labels follow from words in the text, for the learnability and
+# --- behaviour tests. Generated here (never Debian data); one label is rare and has a weak cue.
+
+KEYWORDS = {
+    "audio": ["sound", "music", "speakers"],
+    "video": ["movie", "camera", "subtitles"],
+    "network": ["socket", "router", "proxy"],
+    "database": ["query", "sqlite", "index"],
+}
+RARE = "braille"
+RARE_SHARE = 0.08
+# The rare label's cues: "braille" marks a positive; "tactile" is on some positives and on a
+# few negatives too, so only a higher pos_weight turns it into a (noisy) positive prediction.
+RARE_STRONG, RARE_WEAK = "braille", "tactile"
+NEUTRAL = ("small fast simple portable modern stable tiny handy light quick plain solid helper "
+           "tool utility program library package module plugin daemon service frontend backend "
+           "console script files settings options manual docs theme colour layout menu").split()
+KEYWORD_LABELS = [*KEYWORDS, RARE]
+
+
+def keyword_rows(n: int, seed: int) -> list[tuple[str, list[str]]]:
+    """(text, labels): each common label in about 30% of texts, the rare one in 8%."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        labels = [name for name in KEYWORDS if rng.random() < 0.3]
+        words = rng.sample(NEUTRAL, rng.randint(2, 4))
+        words += [rng.choice(KEYWORDS[name]) for name in labels]
+        if rng.random() < RARE_SHARE:
+            labels.append(RARE)
+            words.append(RARE_STRONG if rng.random() < 0.5 else RARE_WEAK)
+        elif rng.random() < 0.06:
+            words.append(RARE_WEAK)
+        if not labels:
+            labels = ["audio"]
+            words.append(rng.choice(KEYWORDS["audio"]))
+        rng.shuffle(words)
+        rows.append((" ".join(words), labels))
+    return rows
+
+
+def write_keyword_csv(path, rows) -> str:
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["description", "tags"])
+        writer.writerows((text, ",".join(labels)) for text, labels in rows)
+    return str(path)
+
+
+# The recipe every keyword model is trained with, through the real train.py. The tiny encoder
+# is random, so (unlike MiniLM) it is the encoder that must learn fast: its rate is 10x the
+# head's. A head rate that lands on the wrong parameters then leaves the encoder at 2e-4, where
+# it learns nothing in 100 steps (measured: macro-F1 0.14 against 0.90).
+KEYWORD_RECIPE = dict(model_name=models.TINY_MODEL, max_steps=100, eval_steps=100, batch_size=16,
+                      learning_rate=2e-3, head_learning_rate=2e-4, seed=0, threads=1,
+                      early_stopping_patience=0, progress=False, bf16=False, max_length=64,
+                      logging_steps=50)
+
+
+@pytest.fixture(scope="session")
+def keyword_run_template(tmp_path_factory, tiny_model_dir):
+    """01 and 02 run for real on 600 keyword texts (the smoke recipe, another CSV)."""
+    folder = tmp_path_factory.mktemp("keyword-run")
+    csv_path = write_keyword_csv(folder / "keywords.csv", keyword_rows(600, seed=1))
+    return build_smoke_run(folder / "run", csv_path)
+
+
+def train_keyword_model(template, dest, **overrides):
+    """Train a copy of the template with KEYWORD_RECIPE; a Classifier with the default cleaning."""
+    import shutil
+
+    from mlclf_utils import train
+    from mlclf_utils.cleaning import CleaningConfig
+    from mlclf_utils.predict import Classifier
+
+    run_dir = shutil.copytree(template, dest)
+    train.run_training(run_dir=str(run_dir), **{**KEYWORD_RECIPE, **overrides})
+    return Classifier.from_model_dir(run_dir / "03_train" / "model", cleaning=CleaningConfig())
+
+
+def keyword_scores(classifier, rows) -> tuple[dict, "pd.DataFrame"]:
+    """Report and per-label table at 0.5 on ``rows``, matching labels by name."""
+    import numpy as np
+
+    from mlclf_utils import metrics
+
+    probs = classifier.predict_proba([text for text, _ in rows])
+    truth = np.array([[name in labels for name in classifier.labels] for _, labels in rows])
+    return (metrics.multilabel_report(truth, probs, classifier.labels, 0.5),
+            metrics.per_class_table(truth, probs, classifier.labels, 0.5))
+
+
+@pytest.fixture(scope="session")
+def keyword_heldout():
+    """Fresh texts from the same generator, another seed: never seen in training."""
+    return keyword_rows(400, seed=99)
+
+
+@pytest.fixture(scope="session")
+def keyword_classifier(keyword_run_template, tmp_path_factory):
+    """The keyword model trained once with the unbroken code (default sqrt pos_weight)."""
+    return train_keyword_model(keyword_run_template, tmp_path_factory.mktemp("keyword") / "run")
+
+
+@pytest.fixture(scope="session")
+def keyword_kit():
+    """The helpers above for test modules (conftest cannot be imported under importlib mode)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(rare=RARE, keywords=KEYWORDS, rare_strong=RARE_STRONG,
+                           scores=keyword_scores, train=train_keyword_model)
