@@ -46,6 +46,7 @@ FORMAT = "mlclf-bundle"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "bundle.json"
 THRESHOLDS_FILE = "thresholds.json"
+CALIBRATION_FILE = "calibration.json"  # optional: per-label maps from mlclf_utils.calibration
 PREPROCESS_CONFIG_FILE = "preprocess_config.json"
 LABEL_MAP_FILE = "label_map.json"
 CONFIG_FILE = "config.json"
@@ -67,9 +68,14 @@ SAFE_SUFFIXES = (".json", ".safetensors", ".txt", ".model")
 # Files a loader may read from the folder; each must be listed (and so verified) in bundle.json.
 LOADED_SUFFIXES = SAFE_SUFFIXES + (".jinja",)
 # Written by export_bundle itself, so never taken from the model folder.
-WRITTEN_FILES = (THRESHOLDS_FILE, PREPROCESS_CONFIG_FILE, MANIFEST_FILE)
+WRITTEN_FILES = (THRESHOLDS_FILE, PREPROCESS_CONFIG_FILE, MANIFEST_FILE, CALIBRATION_FILE)
 PICKLE_WEIGHTS = ("pytorch_model.bin", "model.pt", "model.pth", "model.pkl")
 THRESHOLD_RULE = "a label is predicted when its probability >= its threshold"
+PIPELINE_NOTE = (
+    "transformers.pipeline('text-classification', model=<this folder>, top_k=None, "
+    "function_to_apply='sigmoid') returns the raw sigmoid outputs: it applies neither "
+    "calibration.json nor thresholds.json. mlclf_utils.predict.Classifier.load applies both, "
+    "and the thresholds were tuned on its (calibrated) probabilities.")
 REEXPORT_HINT = (
     "copy the whole bundle folder again, or re-create it with "
     "mlclf_utils.bundle.export_bundle (04_evaluate does this)"
@@ -86,6 +92,7 @@ class BundleInfo:
     cleaning: CleaningConfig
     max_length: int
     manifest: dict = field(repr=False)
+    calibration: dict | None = field(default=None, repr=False)
 
 
 def sha256_of(path: str | Path) -> str:
@@ -211,11 +218,14 @@ def export_bundle(
     thresholds: dict[str, float],
     preprocess_config: dict,
     metrics: dict | None = None,
+    calibration: dict | None = None,
 ) -> Path:
     """Copy a trained model folder into a new bundle folder with thresholds and cleaning config.
 
     ``thresholds`` must name every model label once (any order; written in the model's
-    order). The bundle's ``max_length`` is 01's, or 03's ``hyperparameters.json`` value when
+    order). ``calibration`` (from ``calibration.fit_calibration``) is stored as
+    ``calibration.json`` and applied by ``Classifier``; the thresholds must then have been
+    tuned on calibrated probabilities. The bundle's ``max_length`` is 01's, or 03's ``hyperparameters.json`` value when
     that is smaller, because 03 cut the training texts to it.
 
     Refuses an existing non-empty ``out_dir`` (a bundle is never overwritten), builds the
@@ -247,6 +257,10 @@ def export_bundle(
     _check_same_labels(labels, _label_map_labels(model_dir / LABEL_MAP_FILE, hint),
                        model_dir / LABEL_MAP_FILE, hint)
     threshold_values = _check_thresholds(thresholds, labels)
+    if calibration is not None:
+        from .calibration import apply_calibration
+
+        apply_calibration(calibration, [[0.5] * len(labels)], labels)  # same labels, same order
     cleaning, max_length = _check_preprocess_config(preprocess_config)
     positions = config.get("max_position_embeddings")
     if isinstance(positions, int) and max_length > positions:
@@ -281,6 +295,8 @@ def export_bundle(
             "rule": THRESHOLD_RULE,
         })
         _write_json(tmp / PREPROCESS_CONFIG_FILE, preprocess_json)
+        if calibration is not None:
+            _write_json(tmp / CALIBRATION_FILE, calibration)
         files = [{"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_of(p)}
                  for p in sorted(tmp.iterdir())]
         _write_json(tmp / MANIFEST_FILE, {
@@ -293,6 +309,8 @@ def export_bundle(
             "num_labels": len(labels),
             "max_length": max_length,
             "threshold_rule": THRESHOLD_RULE,
+            "calibration": calibration["method"] if calibration is not None else None,
+            "notes": PIPELINE_NOTE,
             "metrics": metrics_json,
             "versions": _package_versions(),
             "not_copied": not_copied,
@@ -410,7 +428,17 @@ def read_bundle(bundle_dir, *, verify_checksums: bool = True) -> BundleInfo:
     effective = manifest.get("max_length")  # may be 03's smaller cut, see export_bundle
     if isinstance(effective, int) and not isinstance(effective, bool) and effective >= 2:
         max_length = effective
-    return BundleInfo(root, labels, thresholds, cleaning, max_length, manifest)
+    calibration = None
+    if (root / CALIBRATION_FILE).is_file():
+        from .calibration import apply_calibration, load_calibration
+
+        calibration = load_calibration(root / CALIBRATION_FILE)
+        try:
+            apply_calibration(calibration, [[0.5] * len(labels)], labels)
+        except DataError as exc:
+            raise DataError(exc.message, file=str(root / CALIBRATION_FILE),
+                            hint=REEXPORT_HINT) from None
+    return BundleInfo(root, labels, thresholds, cleaning, max_length, manifest, calibration)
 
 
 def check_bundle(bundle_dir) -> None:

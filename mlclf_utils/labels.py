@@ -376,6 +376,7 @@ class QualityReport:
             "conflicting_duplicate_groups": int(len(self.conflicting_duplicates)),
             "implication_rules": int(len(self.implications)),
             "possibly_missing_labels": int(len(self.implication_violations)),
+            "cooccurrence": "sparse",  # Y^T Y of the implication rules; no K x K matrix
         }
 
 
@@ -411,32 +412,55 @@ def _conflicting_duplicates(df: pd.DataFrame, labels: list[list[str]]) -> tuple[
     return int(dup.sum()), pd.DataFrame.from_records(records, columns=columns)
 
 
+def sparse_multi_hot(label_lists: Sequence[Sequence[str]], names: Sequence[str]):
+    """(N, K) scipy CSR 0/1 matrix (int32): the multi-hot without its N x K dense memory.
+
+    Labels not in ``names`` are ignored here; callers pass lists already filtered to them.
+    """
+    from scipy import sparse
+
+    index = {name: j for j, name in enumerate(names)}
+    indptr = [0]
+    indices: list[int] = []
+    for row in label_lists:
+        cols = sorted({index[x] for x in row if x in index})
+        indices.extend(cols)
+        indptr.append(len(indices))
+    data = np.ones(len(indices), dtype=np.int32)
+    return sparse.csr_matrix((data, np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
+                             shape=(len(indptr) - 1, len(names)))
+
+
 def _implications(
-    y: np.ndarray,
+    y,
     names: list[str],
     ids: list[str],
     texts: list[object],
     min_support: int,
     min_confidence: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rules A => B from the co-occurrence matrix Y^T Y (one matmul, K x K)."""
+    """Rules A => B from the co-occurrence matrix Y^T Y, computed sparse.
+
+    A dense K x K product was 50,000^2 cells for 50,000 labels (OpenBLAS segfaulted in the
+    kernel); the sparse product holds only the pairs that occur together, and since a rule
+    needs confidence > 0 it finds exactly the rules the dense one did.
+    """
+    from scipy import sparse
+
     rule_cols = ["antecedent", "consequent", "support", "confidence", "n_violations"]
     viol_cols = ["source_id", "text_preview", "antecedent", "missing_label"]
+    y = sparse.csr_matrix(y)
     k = y.shape[1]
     if k < 2 or y.shape[0] == 0:
         return pd.DataFrame(columns=rule_cols), pd.DataFrame(columns=viol_cols)
-    # float32 counts are exact below 2**24 rows; switch to float64 beyond that.
-    dtype = np.float32 if y.shape[0] < 2**24 else np.float64
-    yf = y.astype(dtype, copy=False)
-    co = np.rint(yf.T @ yf).astype(np.int64)
-    support = np.diag(co).copy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        conf = co / support[:, None]
-    ok = (support[:, None] >= min_support) & (conf >= min_confidence)
-    np.fill_diagonal(ok, False)
-    a_idx, b_idx = np.nonzero(ok)
+    y = y.astype(np.int64)
+    support = np.asarray(y.sum(axis=0)).ravel()
+    co = (y.T @ y).tocoo()
+    a_idx, b_idx, together = co.row, co.col, co.data
+    conf = together / support[a_idx]
+    ok = (a_idx != b_idx) & (support[a_idx] >= min_support) & (conf >= min_confidence)
+    a_idx, b_idx, together, cnf = a_idx[ok], b_idx[ok], together[ok], conf[ok]
     sup = support[a_idx]
-    cnf = conf[a_idx, b_idx]
     # Strongest rules first; names break ties so the order never depends on the input order.
     order = sorted(
         range(len(a_idx)),
@@ -444,10 +468,10 @@ def _implications(
     )
     rules = []
     violations = []
-    yb = y.astype(bool, copy=False)
+    columns = y.tocsc()
     for i in order:
         a, b = int(a_idx[i]), int(b_idx[i])
-        n_viol = int(sup[i] - co[a, b])
+        n_viol = int(sup[i] - together[i])
         rules.append(
             {
                 "antecedent": names[a],
@@ -458,7 +482,9 @@ def _implications(
             }
         )
         if n_viol:
-            for r in np.flatnonzero(yb[:, a] & ~yb[:, b]):
+            with_a = columns.indices[columns.indptr[a]:columns.indptr[a + 1]]
+            with_b = columns.indices[columns.indptr[b]:columns.indptr[b + 1]]
+            for r in np.setdiff1d(with_a, with_b):
                 violations.append(
                     {
                         "source_id": ids[r],
@@ -470,6 +496,32 @@ def _implications(
     return (
         pd.DataFrame.from_records(rules, columns=rule_cols),
         pd.DataFrame.from_records(violations, columns=viol_cols),
+    )
+
+
+def check_enough_labels(label_map: "LabelMap", quality: "QualityReport" | None = None, *,
+                        file: str | None = None, column: str | None = None) -> None:
+    """Refuse a label set of one: every kept row then carries it, so there is nothing to learn.
+
+    Without this, 03 trained a one-output model and 04 died on a shape error. Chosen over a
+    binary path because a yes/no task needs negatives, which a labels column without empty
+    rows cannot hold; the hint says how to express one.
+    """
+    if len(label_map) >= 2:
+        return
+    only = label_map.labels[0] if len(label_map) else None
+    rare = sorted((quality.rare_labels if quality is not None else {}).items())
+    why = ""
+    if rare:
+        shown = ", ".join(f"{name!r} ({n})" for name, n in rare[:10])
+        more = f" and {len(rare) - 10} more" if len(rare) > 10 else ""
+        why = (f"; min_label_count={quality.min_label_count} removed the others: {shown}{more}")
+    raise DataError(
+        f"only one label ({only!r}) is left{why}. Multi-label classification needs at least "
+        "two labels: with one, every kept row carries it and there is nothing to learn",
+        file=file, column=column,
+        hint=("lower min_label_count" if rare else
+              f"for a yes/no task, label the other rows too (e.g. 'not-{only}')"),
     )
 
 
@@ -527,10 +579,10 @@ def quality_report(
     out_labels = out[LABEL_COLUMN].tolist()
 
     names = sorted(name for name in counts if name not in rare)
-    label_map = LabelMap(names)
-    y = label_map.to_multi_hot(out_labels) if len(out) else np.zeros((0, len(names)), np.float32)
+    y = sparse_multi_hot(out_labels, names)  # sparse: 50,000 labels fit (issue 12)
     label_counts = pd.Series(
-        y.sum(axis=0).astype(np.int64), index=pd.Index(names, name="label"), name="count"
+        np.asarray(y.sum(axis=0)).ravel().astype(np.int64),
+        index=pd.Index(names, name="label"), name="count",
     )
     n_dup, conflicts = _conflicting_duplicates(out, out_labels)
     rules, violators = _implications(

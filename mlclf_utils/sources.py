@@ -19,6 +19,10 @@ from .errors import DataError, ParameterError, SetupError
 from .labels import LabelPolicy, detect_wrong_separator, parse_labels
 from .runs import project_root
 
+# The given split's values that need no split_values mapping (README, "Your own data").
+DEFAULT_SPLIT_VALUES = {"train": "train", "validation": "validation", "test": "test",
+                        "dev": "validation", "val": "validation", "valid": "validation"}
+SPLIT_NAMES = ("train", "validation", "test")
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 EMPTY_POLICIES = ("error", "drop")
 
@@ -33,17 +37,25 @@ def load_source(
     on_empty_text: str = "error",
     on_empty_labels: str = "error",
     debtags_label_set: str | list[str] = "default",
+    split_column: str | None = None,
+    split_values: dict | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Load any supported source into the common table; returns (table, report).
 
     ``on_empty_*`` chooses between a clear error (the default: bad rows are usually a bug
     upstream) and dropping the rows; drops are counted and their ids listed in the report.
+    With ``split_column``, the table also has ``split`` (train/validation/test), mapped through
+    ``split_values`` (empty: DEFAULT_SPLIT_VALUES); a value outside the mapping is an error
+    here, before any cleaning or tokenizing is spent on the rows.
     """
     for name, value in (("on_empty_text", on_empty_text), ("on_empty_labels", on_empty_labels)):
         if value not in EMPTY_POLICIES:
             raise ParameterError(name, value, f"choose one of {EMPTY_POLICIES}")
     if not isinstance(source, str) or not source:
         raise ParameterError("source", source, "must be a file path, 'hf:<name>' or 'debtags'")
+    if source == "debtags" and split_column is not None:
+        raise ParameterError("split_column", split_column,
+                             "the debtags demo has no given split; leave it None")
     if source == "debtags":
         from .debtags import load_debtags
 
@@ -57,8 +69,13 @@ def load_source(
     else:
         raw, where = _read_file(source, encoding=encoding, label_sep=label_sep)
         label_names = None
-    _check_columns(raw, [text_column, labels_column], where)
-    return _to_common_table(
+    _check_columns(raw, [text_column, labels_column]
+                   + ([split_column] if split_column is not None else []), where)
+    given = None
+    if split_column is not None:
+        given = _map_split(raw[split_column].tolist(), split_values or DEFAULT_SPLIT_VALUES,
+                           where=where, column=split_column)
+    table, report = _to_common_table(
         raw,
         where=where,
         text_column=text_column,
@@ -67,7 +84,37 @@ def load_source(
         label_names=label_names,
         on_empty_text=on_empty_text,
         on_empty_labels=on_empty_labels,
+        given_split=given,
     )
+    if given is not None:
+        report["split_column"] = split_column
+        counts = table["split"].value_counts()
+        report["given_split_rows"] = {s: int(counts.get(s, 0)) for s in SPLIT_NAMES}
+    return table, report
+
+
+def _map_split(values: list, mapping: dict, *, where: str, column: str) -> list[str]:
+    """Each row's split name; every row whose value the mapping lacks is named at once."""
+    lookup = {str(k): v for k, v in mapping.items()}
+    out, bad, seen = [], [], []
+    for n, value in enumerate(values, start=1):
+        key = None if _is_missing(value) else str(value).strip()
+        name = lookup.get(key) if key is not None else None
+        if name is None:
+            bad.append(n)
+            if key not in seen:
+                seen.append(key)
+        out.append(name)
+    if bad:
+        shown = ", ".join(repr(v) if v is not None else "an empty cell" for v in seen[:10])
+        raise DataError(
+            f"{len(bad)} row(s) have a split value not in the mapping: {shown}; the mapping "
+            f"knows {sorted(lookup)}",
+            file=where, column=column, rows=bad,
+            hint="map every value with split_values={'<value>': 'train'|'validation'|'test', "
+                 "...}, or fix the rows",
+        )
+    return out
 
 
 def resolve_path(source: str) -> Path:
@@ -220,6 +267,29 @@ def _is_missing(value) -> bool:
     return False
 
 
+def _json_list(value, *, where: str, column: str, row: int):
+    """A string cell that holds a JSON list (``["a", "b"]``) becomes that list.
+
+    Without this, splitting it on the separator gives labels such as '["a"'. A cell that
+    starts with '[' but is not valid JSON, or is JSON but not a list, is refused.
+    """
+    if not isinstance(value, str) or not value.lstrip().startswith("["):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"the labels cell starts with '[' but is not a valid JSON list ({exc.msg}): "
+            f"{value[:80]!r}",
+            file=where, column=column, rows=[row],
+            hint='write a JSON list as ["a", "b"] (double quotes), or separated labels as a,b',
+        ) from None
+    if not isinstance(parsed, list):
+        raise DataError(f"the labels cell is JSON but not a list: {value[:80]!r}",
+                        file=where, column=column, rows=[row])
+    return parsed
+
+
 def _to_common_table(
     raw: pd.DataFrame,
     *,
@@ -230,6 +300,7 @@ def _to_common_table(
     label_names: list[str] | None,
     on_empty_text: str,
     on_empty_labels: str,
+    given_split: list[str] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     ids = _row_ids(raw, where)
     row_numbers = list(range(1, len(raw) + 1))
@@ -242,7 +313,8 @@ def _to_common_table(
         raise DataError("text values must be strings", file=where, column=text_column, rows=bad_type)
     empty_text = [n for n, t in zip(row_numbers, texts) if _is_missing(t) or not t.strip()]
 
-    raw_labels = raw[labels_column].tolist()
+    raw_labels = [_json_list(v, where=where, column=labels_column, row=n)
+                  for n, v in zip(row_numbers, raw[labels_column].tolist())]
     string_values = [v for v in raw_labels if isinstance(v, str)]
     wrong = detect_wrong_separator(string_values, label_sep)
     if wrong is not None:
@@ -292,6 +364,8 @@ def _to_common_table(
             "source_id": [i for i, k in zip(ids, keep) if k],
         }
     )
+    if given_split is not None:
+        table["split"] = [s for s, k in zip(given_split, keep) if k]
     report["rows_kept"] = len(table)
     return table, report
 

@@ -13,22 +13,35 @@ Minimum size: a table needs at least ``max(3, ceil(1 / min(split_proportions)))`
 for 0.8/0.1/0.1), so that every split's expected size is at least one row; fewer raises
 DataError. Every label needs at least one positive row; a label with exactly one ends up in
 train and the report lists it as absent from validation/test, where its metrics are undefined.
+
+Scale: the label matrix is sparse (50,000 labels fit), and iterstrat's cost grows with
+rows x labels per label, so with more than STRATIFY_MAX_LABELS labels only the most frequent
+are stratified on; the others are placed by the train-positive repair. The summary says so
+(``stratified_on_labels``).
+
+A given split (``make_splits(..., given=True)``, a ``split`` column from the source) is
+kept: only a missing validation split is carved out of train, by the same stratification.
+Labels without a positive in the given train split are removed and counted, like rare labels.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
 from .errors import DataError, ParameterError
-from .labels import LABEL_COLUMN, LabelMap, _require_columns, _row_ids
+from .labels import LABEL_COLUMN, LabelMap, _require_columns, _row_ids, sparse_multi_hot
 
 SPLITS = ("train", "validation", "test")
+# iterstrat recounts every label once per label it places: beyond this many labels, stratify on
+# the most frequent ones only: 200 labels on 20,000 rows take about 2 s per iterstrat call,
+# 1,000 took 27 s. The demo keeps 43 labels.
+STRATIFY_MAX_LABELS = 200
 SPLIT_COLUMN = "split"
 TRAIN, VALIDATION, TEST = 0, 1, 2
 
@@ -90,31 +103,48 @@ def _stratify(y: np.ndarray, targets: tuple[int, int, int], seed: int) -> np.nda
     return codes
 
 
-def _pick(rows: np.ndarray, y: np.ndarray, rank: np.ndarray) -> int:
+def _pick(rows: np.ndarray, sizes: np.ndarray, rank: np.ndarray) -> int:
     """The row that disturbs least: fewest labels, then a seeded (not file-order) tie-break."""
-    return int(min(rows, key=lambda r: (int(y[r].sum()), int(rank[r]))))
+    return int(min(rows, key=lambda r: (int(sizes[r]), int(rank[r]))))
+
+
+def _column_counts(y, mask: np.ndarray) -> np.ndarray:
+    return np.asarray(y[np.flatnonzero(mask)].sum(axis=0)).ravel().astype(np.int64)
 
 
 def _ensure_train_positives(
-    codes: np.ndarray, y: np.ndarray, rank: np.ndarray, names: list[str], ids: list[str]
+    codes: np.ndarray, y, rank: np.ndarray, names: list[str], ids: list[str],
+    sources: tuple[int, ...] = (VALIDATION, TEST),
 ) -> list[dict]:
-    """Move one row into train for each label the stratifier left out of train."""
+    """Move one row into train for each label the stratifier left out of train.
+
+    ``y`` is a sparse (N, K) 0/1 matrix; ``sources`` are the splits a row may come from (a
+    given test split is never touched).
+    """
+    from scipy import sparse
+
+    y = sparse.csr_matrix(y)
+    columns = y.tocsc()
+    sizes = np.diff(y.indptr)
     moves = []
-    train_counts = y[codes == TRAIN].sum(axis=0)
+    train_counts = _column_counts(y, codes == TRAIN)
     for j in np.flatnonzero(train_counts == 0):
         if train_counts[j] > 0:  # an earlier move brought this label along
             continue
-        rows = np.flatnonzero(y[:, j] & (codes != TRAIN))
-        by_split = {s: rows[codes[rows] == s] for s in (VALIDATION, TEST)}
+        rows = columns.indices[columns.indptr[j]:columns.indptr[j + 1]]
+        rows = rows[codes[rows] != TRAIN]
+        by_split = {s: rows[codes[rows] == s] for s in sources}
+        if not any(len(v) for v in by_split.values()):
+            continue
         # Take it from the split with more positives of the label (it keeps one there more
         # often), then from the larger split, then from validation.
         src = max(
-            (VALIDATION, TEST),
+            sources,
             key=lambda s: (len(by_split[s]), int((codes == s).sum()), -s),
         )
-        r = _pick(by_split[src], y, rank)
+        r = _pick(by_split[src], sizes, rank)
         codes[r] = TRAIN
-        train_counts += y[r]
+        train_counts[y.indices[y.indptr[r]:y.indptr[r + 1]]] += 1
         moves.append(
             {
                 "source_id": ids[r],
@@ -128,17 +158,22 @@ def _ensure_train_positives(
 
 
 def _ensure_nonempty(
-    codes: np.ndarray, y: np.ndarray, rank: np.ndarray, ids: list[str], n_labels: int
+    codes: np.ndarray, y, rank: np.ndarray, ids: list[str], n_labels: int
 ) -> list[dict]:
     """Give an empty validation/test split one row without costing train a label."""
+    from scipy import sparse
+
+    y = sparse.csr_matrix(y)
+    sizes = np.diff(y.indptr)
     moves = []
     for s in (VALIDATION, TEST):
         if (codes == s).any():
             continue
         train_rows = np.flatnonzero(codes == TRAIN)
-        train_counts = y[train_rows].sum(axis=0)
+        train_counts = _column_counts(y, codes == TRAIN)
         # A train row may leave only if each of its labels has another train positive.
-        movable = train_rows[~(y[train_rows] & (train_counts < 2)).any(axis=1)]
+        only = (train_counts < 2).astype(np.int64)
+        movable = train_rows[np.asarray(y[train_rows] @ only).ravel() == 0]
         src = TRAIN
         if len(movable) == 0:
             src = TEST if s == VALIDATION else VALIDATION
@@ -151,7 +186,7 @@ def _ensure_nonempty(
                     hint="add rows, raise min_label_count to drop rare labels, or change "
                     "split_proportions",
                 )
-        r = _pick(movable, y, rank)
+        r = _pick(movable, sizes, rank)
         codes[r] = s
         moves.append(
             {
@@ -179,6 +214,11 @@ class SplitReport:
     worst_deviation: dict
     moves: pd.DataFrame  # source_id, from_split, to_split, label, reason
     labels_missing: dict[str, list[str]]  # split -> labels with no positive there
+    stratified_on: int = 0  # labels iterstrat balanced (the most frequent, at most the cap)
+    given: tuple = ()  # splits taken from the source's split column
+    made: tuple = SPLITS  # splits this stage made
+    labels_absent_from_train: dict = field(default_factory=dict)  # label -> rows outside train
+    rows_emptied: list = field(default_factory=list)  # source_ids left with no label (dropped)
 
     @property
     def labels_moved_into_train(self) -> list[str]:
@@ -199,6 +239,13 @@ class SplitReport:
             "labels_moved_into_train": len(self.labels_moved_into_train),
             "labels_without_validation_positive": len(self.labels_missing["validation"]),
             "labels_without_test_positive": len(self.labels_missing["test"]),
+            "stratified_on_labels": int(self.stratified_on),
+            "splits_given": ",".join(self.given),
+            "splits_made": ",".join(self.made),
+            "labels_absent_from_train": len(self.labels_absent_from_train),
+            "labels_absent_from_train_names": ", ".join(
+                f"{name} ({n})" for name, n in sorted(self.labels_absent_from_train.items())),
+            "rows_dropped_absent_labels": len(self.rows_emptied),
         }
 
 
@@ -210,7 +257,7 @@ def _frequencies(
     for key, mask in [("all", np.ones(len(codes), dtype=bool))] + [
         (name, codes == i) for i, name in enumerate(SPLITS)
     ]:
-        count = y[mask].sum(axis=0).astype(np.int64)
+        count = _column_counts(y, mask)
         size = int(mask.sum())
         share = count / size if size else np.full(len(names), np.nan)
         data[f"count_{key}"] = count
@@ -223,6 +270,41 @@ def _frequencies(
     k, s = np.unravel_index(int(np.nanargmax(dev)), dev.shape)
     worst = {"label": names[k], "split": SPLITS[s], "deviation_pp": round(float(dev[k, s]), 3)}
     return freq, worst
+
+
+def _label_matrix(df: pd.DataFrame, label_map: LabelMap) -> tuple[list[str], object]:
+    """Row ids and the sparse (N, K) label matrix; an unknown label names its rows."""
+    ids = _row_ids(df)
+    lists = df[LABEL_COLUMN].tolist()
+    unknown: dict[str, list[str]] = {}
+    for row_id, row in zip(ids, lists):
+        if isinstance(row, str) or not isinstance(row, (list, tuple, np.ndarray)):
+            raise DataError(f"expected a list of labels, got {type(row).__name__} {row!r}",
+                            rows=[row_id], hint="run normalise_label_column(df, policy) first")
+        for name in row:
+            if name not in label_map:
+                unknown.setdefault(str(name), []).append(row_id)
+    if unknown:
+        raise DataError(
+            f"{len(unknown)} label(s) not in the label map: {sorted(unknown)[:10]!r}",
+            rows=[r for name in sorted(unknown) for r in unknown[name]],
+            hint="rebuild the label map from this table, or drop those labels",
+        )
+    return ids, sparse_multi_hot(lists, label_map.names)
+
+
+def _stratify_columns(y) -> np.ndarray:
+    """The dense bool columns iterstrat balances: all, or the STRATIFY_MAX_LABELS most frequent."""
+    counts = np.asarray(y.sum(axis=0)).ravel()
+    if y.shape[1] > STRATIFY_MAX_LABELS:
+        top = np.lexsort((np.arange(len(counts)), -counts))[:STRATIFY_MAX_LABELS]
+        y = y[:, np.sort(top)]
+    return np.asarray(y.toarray(), dtype=bool)
+
+
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ParameterError("seed", seed, "must be an integer in [0, 2**32)")
 
 
 def stratified_split(
@@ -238,8 +320,7 @@ def stratified_split(
     ends with at least one train positive; rows are moved (and reported) to make sure.
     """
     props = _check_proportions(proportions)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ParameterError("seed", seed, "must be an integer in [0, 2**32)")
+    _check_seed(seed)
     if not isinstance(label_map, LabelMap) or len(label_map) == 0:
         raise ParameterError("label_map", label_map, "must be a LabelMap with at least one label")
     _require_columns(df, [LABEL_COLUMN, "source_id"])
@@ -251,28 +332,37 @@ def stratified_split(
             f"{needed} so that every split's expected size is at least one row",
             hint="add rows or change split_proportions",
         )
-    ids = _row_ids(df)
+    ids, y = _label_matrix(df, label_map)
     names = label_map.names
-    y = label_map.to_multi_hot(df[LABEL_COLUMN].tolist(), row_ids=ids).astype(bool)
-    no_positive = [names[j] for j in np.flatnonzero(~y.any(axis=0))]
-    if no_positive:
-        raise DataError(
-            f"{len(no_positive)} label(s) of the label map have no positive row at all: "
-            f"{no_positive}",
-            column=LABEL_COLUMN,
-            hint="rebuild the label map from this table (LabelMap.from_table)",
-        )
+    _check_every_label_occurs(y, names)
 
     targets = target_sizes(n, props)
-    codes = _stratify(y, targets, int(seed))
+    dense = _stratify_columns(y)
+    codes = _stratify(dense, targets, int(seed))
     rank = np.random.default_rng(int(seed)).permutation(n)
     moves = _ensure_train_positives(codes, y, rank, names, ids)
     moves += _ensure_nonempty(codes, y, rank, ids, len(names))
 
     out = df.copy()
     out[SPLIT_COLUMN] = np.array(SPLITS, dtype=object)[codes]
+    return out, _report(y, codes, names, props, seed, targets, moves, dense.shape[1])
+
+
+def _check_every_label_occurs(y, names: list[str]) -> None:
+    counts = np.asarray(y.sum(axis=0)).ravel()
+    no_positive = [names[j] for j in np.flatnonzero(counts == 0)]
+    if no_positive:
+        raise DataError(
+            f"{len(no_positive)} label(s) of the label map have no positive row at all: "
+            f"{no_positive[:20]}",
+            column=LABEL_COLUMN,
+            hint="rebuild the label map from this table (LabelMap.from_table)",
+        )
+
+
+def _report(y, codes, names, props, seed, targets, moves, stratified_on, **extra) -> SplitReport:
     freq, worst = _frequencies(y, codes, names)
-    report = SplitReport(
+    return SplitReport(
         proportions=props,
         seed=int(seed),
         sizes={name: int((codes == i).sum()) for i, name in enumerate(SPLITS)},
@@ -286,16 +376,93 @@ def stratified_split(
             s: [names[j] for j in np.flatnonzero(freq[f"count_{s}"].to_numpy() == 0)]
             for s in ("validation", "test")
         },
+        stratified_on=int(stratified_on),
+        **extra,
     )
-    return out, report
+
+
+def make_splits(
+    df: pd.DataFrame,
+    label_map: LabelMap,
+    *,
+    proportions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 42,
+    given: bool = False,
+) -> tuple[pd.DataFrame, LabelMap, SplitReport]:
+    """01's split step: (table, label map, report), with or without a given split.
+
+    ``given=False`` is ``stratified_split``. ``given=True`` keeps the table's ``split`` column:
+    a missing validation split is carved out of train (its share of train is validation /
+    (train + validation) of ``proportions``) by the same stratification; labels with no
+    positive in the given train split are removed from every row and counted, and rows left
+    without labels are dropped and listed (``report.rows_emptied``). The label map returned
+    is the one the table now uses.
+    """
+    if not given:
+        out, report = stratified_split(df, label_map, proportions=proportions, seed=seed)
+        return out, label_map, report
+    props = _check_proportions(proportions)
+    _check_seed(seed)
+    _require_columns(df, [LABEL_COLUMN, "source_id", SPLIT_COLUMN])
+    present = set(df[SPLIT_COLUMN])
+    for name in ("train", "test"):
+        if name not in present:
+            raise DataError(
+                f"the given split has no {name!r} rows (it has {sorted(present)})",
+                column=SPLIT_COLUMN,
+                hint="map some of the split column's values to it with split_values, or set "
+                     "split_column=None to let 01 make the split",
+            )
+    ids, y = _label_matrix(df, label_map)
+    names = label_map.names
+    codes = np.array([SPLITS.index(v) for v in df[SPLIT_COLUMN]], dtype=np.int8)
+    train_counts = _column_counts(y, codes != TEST)  # carved validation is train's, for now
+    all_counts = _column_counts(y, np.ones(len(codes), dtype=bool))
+    if "validation" in present:
+        train_counts = _column_counts(y, codes == TRAIN)
+    absent = {names[j]: int(all_counts[j]) for j in np.flatnonzero(train_counts == 0)
+              if all_counts[j] > 0}
+    out = df.copy()
+    emptied: list[str] = []
+    if absent:
+        kept_lists = [[x for x in row if x not in absent] for row in out[LABEL_COLUMN]]
+        keep = np.array([bool(k) or not row for k, row in zip(kept_lists, out[LABEL_COLUMN])])
+        emptied = [i for i, k in zip(ids, keep) if not k]
+        out[LABEL_COLUMN] = pd.Series(kept_lists, index=out.index, dtype=object)
+        out = out.loc[keep].reset_index(drop=True)
+        label_map = LabelMap([x for x in names if x not in absent])
+        ids, y = _label_matrix(out, label_map)
+        names = label_map.names
+        codes = codes[keep]
+    made: tuple = ()
+    moves: list[dict] = []
+    if "validation" not in present:
+        train_rows = np.flatnonzero(codes == TRAIN)
+        share = props[VALIDATION] / (props[TRAIN] + props[VALIDATION])
+        n_val = min(max(round(share * len(train_rows)), 1), len(train_rows) - 1)
+        if n_val >= 1:
+            dense = _stratify_columns(y[train_rows])
+            codes[train_rows[_held_out(dense, n_val, int(seed))]] = VALIDATION
+        rank = np.random.default_rng(int(seed)).permutation(len(codes))
+        moves = _ensure_train_positives(codes, y, rank, names, ids, sources=(VALIDATION,))
+        made = ("validation",)
+    out[SPLIT_COLUMN] = np.array(SPLITS, dtype=object)[codes]
+    given_names = tuple(s for s in SPLITS if s in present)
+    stratified_on = min(len(names), STRATIFY_MAX_LABELS) if made else 0
+    report = _report(y, codes, names, props, seed, dict.fromkeys(SPLITS, None).values(), moves,
+                     stratified_on, given=given_names, made=made,
+                     labels_absent_from_train=absent, rows_emptied=emptied)
+    report.targets = {s: int((codes == i).sum()) for i, s in enumerate(SPLITS)}
+    return out, label_map, report
 
 
 def check_train_positives(df: pd.DataFrame, label_map: LabelMap) -> None:
     """Raise DataError naming every label of the map with no positive in the train split."""
     _require_columns(df, [LABEL_COLUMN, SPLIT_COLUMN])
     train = df[df[SPLIT_COLUMN] == "train"]
-    y = label_map.to_multi_hot(train[LABEL_COLUMN].tolist(), row_ids=_row_ids(train))
-    missing = [label_map.labels[j] for j in np.flatnonzero(y.sum(axis=0) == 0)]
+    _, y = _label_matrix(train, label_map)
+    counts = np.asarray(y.sum(axis=0)).ravel()
+    missing = [label_map.labels[j] for j in np.flatnonzero(counts == 0)]
     if missing:
         raise DataError(
             f"{len(missing)} label(s) have no positive example in the train split "

@@ -96,21 +96,35 @@ def check_fallback(fallback, name: str = "fallback") -> str | float:
     return float(fallback)
 
 
+def check_shrinkage(shrinkage, name: str = "shrinkage") -> float:
+    if isinstance(shrinkage, bool) or not isinstance(shrinkage, (int, float)) \
+            or not math.isfinite(shrinkage) or shrinkage < 0:
+        raise ParameterError(name, shrinkage, "must be a number >= 0 (0: no shrinkage)")
+    return float(shrinkage)
+
+
 def tune_thresholds(
-    y_true_val, probs_val, labels, *, min_support: int = 5, fallback: str | float = "global"
+    y_true_val, probs_val, labels, *, min_support: int = 5, fallback: str | float = "global",
+    shrinkage: float = 0.0,
 ) -> pd.DataFrame:
     """Per-label thresholds; a table indexed by label, with how each one was chosen.
 
     Columns: support, threshold, f1_tuned (validation F1 at the threshold actually used, also
     for fallback labels; NaN without positives), f1_at_0_5, source. ``fallback="global"`` is the
     one threshold shared by all labels that maximises micro-F1 over the whole validation matrix;
-    a number is used as it is. ``table.attrs`` keeps min_support, fallback and global_threshold
-    for save_thresholds.
+    a number is used as it is. ``table.attrs`` keeps min_support, fallback, shrinkage and
+    global_threshold for save_thresholds.
+
+    ``shrinkage`` k pulls each tuned threshold toward the fallback in proportion to how little
+    validation support it has: ``(n t + k t_fallback) / (n + k)`` for a label with n positives.
+    A threshold tuned on a few hundred validation texts is partly fitted to their noise; k = 0
+    trusts it fully, and as k grows every label tends to the shared threshold.
     """
     if isinstance(min_support, (bool, np.bool_)) or not isinstance(min_support, (int, np.integer)) \
             or min_support < 1:
         raise ParameterError("min_support", min_support, "must be an integer >= 1")
     fallback = check_fallback(fallback)
+    shrinkage = check_shrinkage(shrinkage)
     y, p, names = check_inputs(y_true_val, probs_val, labels)
     global_threshold = None
     if fallback == "global":
@@ -131,6 +145,10 @@ def tune_thresholds(
         if support[j] >= min_support:
             threshold, f1 = _best_cut(col_y, col_p)
             source = SOURCE_TUNED
+            if shrinkage > 0:
+                n = float(support[j])
+                threshold = (n * threshold + shrinkage * fallback_value) / (n + shrinkage)
+                f1 = _f1_at(col_y, col_p, threshold)
         else:
             threshold = fallback_value
             f1 = _f1_at(col_y, col_p, threshold)
@@ -142,7 +160,8 @@ def tune_thresholds(
         index=pd.Index(names, name="label"),
     )
     table.attrs.update(
-        min_support=int(min_support), fallback=fallback, global_threshold=global_threshold
+        min_support=int(min_support), fallback=fallback, global_threshold=global_threshold,
+        shrinkage=float(shrinkage),
     )
     return table
 
@@ -193,6 +212,7 @@ def save_thresholds(table: pd.DataFrame, path) -> Path:
         "min_support": table.attrs.get("min_support"),
         "fallback": table.attrs.get("fallback"),
         "global_threshold": table.attrs.get("global_threshold"),
+        "shrinkage": table.attrs.get("shrinkage", 0.0),
     }
     if "source" in table.columns:
         payload["source"] = dict(zip(names, table["source"].astype(str).tolist()))

@@ -251,3 +251,29 @@ def test_a_listed_name_must_be_a_file_in_the_bundle(model_dir, tmp_path):
         {"name": "../outside.json", "bytes": 2, "sha256": digest}))
     with pytest.raises(DataError, match=r"bundle\.json.*'\.\./outside\.json'.*not a file name"):
         bundle.check_bundle(out)
+
+
+def _calibration(labels, a=2.0, b=-1.0):
+    return {"method": "platt", "fitted_on": "validation", "labels": list(labels),
+            "a": [a] * len(labels), "b": [b] * len(labels)}
+
+
+def test_a_calibration_is_stored_listed_and_read_back(model_dir, tmp_path):
+    out = export(model_dir, tmp_path / "bundle", calibration=_calibration(LABELS))
+    manifest = json.loads((out / "bundle.json").read_text())
+    assert manifest["calibration"] == "platt"
+    assert "calibration.json" in {f["name"] for f in manifest["files"]}
+    assert "returns the raw sigmoid outputs" in manifest["notes"]
+    info = bundle.read_bundle(out)
+    assert info.calibration["a"] == [2.0] * len(LABELS)
+    assert bundle.read_bundle(export(model_dir, tmp_path / "plain")).calibration is None
+
+
+def test_a_calibration_for_other_labels_is_refused_at_export_and_load(model_dir, tmp_path):
+    with pytest.raises(DataError, match="other labels"):
+        export(model_dir, tmp_path / "bad", calibration=_calibration(list(reversed(LABELS))))
+    assert not (tmp_path / "bad").exists()
+    out = export(model_dir, tmp_path / "bundle", calibration=_calibration(LABELS))
+    (out / "calibration.json").write_text(json.dumps(_calibration(LABELS, a=-1.0)))
+    with pytest.raises(DataError, match="calibration.json: corrupt"):  # changed after export
+        bundle.read_bundle(out)

@@ -378,6 +378,7 @@ def test_quality_report_hand_worked():
         "conflicting_duplicate_groups": 1,
         "implication_rules": 1,
         "possibly_missing_labels": 1,
+        "cooccurrence": "sparse",
     }
 
 
@@ -498,3 +499,67 @@ def test_property_parse_output_is_clean(value, policy):
         assert all(x == x.upper() for x in parsed)
     # parsing an already parsed list changes nothing
     assert parse_labels(parsed, policy) == parsed
+
+
+# --------------------------------------------------------------------------- issue 12: scale
+
+
+def many_labels(n_rows: int = 20000, n_tail: int = 50000) -> pd.DataFrame:
+    """50,000 distinct labels, each on two rows, plus a head label that implies nothing."""
+    rng = np.random.default_rng(0)
+    slots = np.concatenate([np.arange(n_tail), np.arange(n_tail)])
+    rng.shuffle(slots)
+    per_row = len(slots) // n_rows
+    rows = [(f"text {i}", [f"tail{j:05d}" for j in slots[per_row * i: per_row * (i + 1)]]
+             + [f"head{i % 20}"]) for i in range(n_rows)]
+    # 40 rows that make one rule worth finding among the 50,000 labels: zz-a => zz-b, broken once
+    rows += [(f"rule {i}", ["zz-a", "zz-b"] if i else ["zz-a"]) for i in range(40)]
+    return table(rows, prefix="big.csv")
+
+
+def test_fifty_thousand_labels_quality_report_uses_a_sparse_cooccurrence():
+    """It used to compute a dense 50,000 x 50,000 Y^T Y (OpenBLAS segfaulted in the kernel)."""
+    out, rep = quality_report(many_labels(), min_label_count=1, implication_min_confidence=0.9)
+    summary = rep.summary()
+    assert summary["labels_out"] == 50000 + 20 + 2 and summary["rare_labels_removed"] == 0
+    assert summary["cooccurrence"] == "sparse"
+    rules = rep.implications
+    assert rules[["antecedent", "consequent"]].values.tolist() == [["zz-b", "zz-a"],
+                                                                    ["zz-a", "zz-b"]]
+    assert rules["n_violations"].tolist() == [0, 1]
+    assert rep.implication_violations["source_id"].tolist() == ["big.csv:20002"]
+    assert int(rep.label_counts["zz-b"]) == 39 and int(rep.label_counts["tail00000"]) == 2
+
+
+def test_sparse_implications_match_the_hand_worked_rules():
+    rows = [("t", ["a", "b"])] * 20 + [("u", ["a"])] + [("v", ["c", "b"])] * 3
+    _, rep = quality_report(table(rows), min_label_count=1, implication_min_support=20,
+                            implication_min_confidence=0.95)
+    assert rep.implications.to_dict("records") == [
+        {"antecedent": "a", "consequent": "b", "support": 21, "confidence": 0.952,
+         "n_violations": 1}]
+    assert rep.implication_violations["source_id"].tolist() == ["f.csv:22"]
+
+
+# --------------------------------------------------------------------------- issue 12: one label
+
+
+def test_a_single_label_overall_is_a_clear_error_naming_the_data():
+    from mlclf_utils.labels import check_enough_labels
+
+    out, rep = quality_report(table([("a", ["x"]), ("b", ["x"]), ("c", ["x"])]), min_label_count=1)
+    with pytest.raises(DataError, match=r"only one label \('x'\)") as info:
+        check_enough_labels(LabelMap.from_table(out), rep, file="one.csv", column="tags")
+    assert info.value.file == "one.csv" and info.value.column == "tags"
+    assert "at least two" in str(info.value)
+
+
+def test_a_single_label_left_by_min_label_count_names_min_label_count():
+    from mlclf_utils.labels import check_enough_labels
+
+    rows = [("a", ["x"])] * 5 + [("b", ["x", "y"])]
+    out, rep = quality_report(table(rows), min_label_count=2)
+    with pytest.raises(DataError, match="min_label_count=2") as info:
+        check_enough_labels(LabelMap.from_table(out), rep, file="f.csv", column="labels")
+    assert "'y'" in str(info.value)
+    check_enough_labels(LabelMap(["x", "y"]), rep, file="f.csv", column="labels")  # two is enough

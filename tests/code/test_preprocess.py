@@ -44,3 +44,33 @@ def test_incomplete_table_is_refused(tmp_path):
     with pytest.raises(MlclfError, match="lacks columns"):
         preprocess.save_artifacts(tmp_path, pd.DataFrame({"text": ["x"]}), LabelMap(["a"]),
                                   PreprocessConfig(), {})
+
+
+# --- issue 12, item 1: the given split's parameters are checked before any work -----------------
+
+@pytest.mark.parametrize("values, name", [
+    ({"split_column": ""}, "split_column"),
+    ({"split_column": 3}, "split_column"),
+    ({"split_column": "part", "split_values": ["train"]}, "split_values"),
+    ({"split_column": "part", "split_values": {"a": "training"}}, "split_values"),
+    ({"split_column": "part", "split_values": {"a": "train", "b": "validation"}}, "split_values"),
+    ({"split_values": {"a": "train", "b": "test"}}, "split_values"),  # without a split_column
+])
+def test_bad_split_parameters_are_named(values, name):
+    with pytest.raises(ParameterError, match=f"parameter {name}="):
+        PreprocessConfig(**values)
+
+
+def test_good_split_parameters_are_kept():
+    config = PreprocessConfig(split_column="part", split_values={"A": "train", "B": "test"})
+    assert config.to_dict()["split_values"] == {"A": "train", "B": "test"}
+    assert PreprocessConfig(split_column="part").split_values == {}
+
+
+def test_the_runner_preflight_refuses_a_bad_split_mapping_before_a_run_folder(runs_root):
+    from mlclf_utils import pipeline
+
+    with pytest.raises(ParameterError, match=r"parameter split_values=\{'a': 'trian'\}"):
+        pipeline.run_pipeline({"split_column": "part", "split_values": {"a": "trian"}},
+                              progress=False)
+    assert not runs_root.exists() or not any(runs_root.iterdir())

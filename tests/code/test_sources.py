@@ -197,3 +197,73 @@ def test_non_string_label_items_name_file_row_and_column(tmp_path):
     path.write_text('{"text": "ok", "labels": ["a"]}\n{"text": "x", "labels": ["a", 3]}\n')
     with pytest.raises(DataError, match=r"d\.jsonl; column 'labels'; row 2: every label must be a string"):
         load_source(str(path))
+
+
+# --- issue 12, item 2: a labels cell holding a JSON list ----------------------------------------
+
+def test_a_csv_labels_cell_holding_a_json_list_is_parsed_as_a_list(tmp_path):
+    path = write(tmp_path / "j.csv", 'text,labels\nfirst,"[""a"", ""b""]"\nsecond,"[""c""]"\n'
+                                     'third,"a, c"\nfourth,[]\n')
+    table, report = load_source(path, on_empty_labels="drop")
+    assert table["labels"].tolist() == [["a", "b"], ["c"], ["a", "c"]]
+    assert report["dropped_ids_empty_labels"] == ["j.csv:4"]  # [] is no labels, counted
+
+
+def test_a_json_list_item_keeps_the_separator_inside_it(tmp_path):
+    path = write(tmp_path / "j.tsv", 'text\tlabels\nx\t["tcp/ip, udp", "b"]\n')
+    assert load_source(path)[0]["labels"].tolist() == [["tcp/ip, udp", "b"]]
+
+
+def test_a_malformed_json_list_names_the_file_row_and_column(tmp_path):
+    path = write(tmp_path / "bad.csv", 'text,tags\nok,"[""a""]"\nbroken,"[""a"", ""b"""\n')
+    with pytest.raises(DataError) as info:
+        load_source(path, labels_column="tags")
+    err = info.value
+    assert err.rows == [2] and err.column == "tags" and err.file.endswith("bad.csv")
+    assert "JSON list" in str(err)
+
+
+def test_a_json_list_of_numbers_is_refused_naming_the_row(tmp_path):
+    path = write(tmp_path / "n.csv", 'text,labels\nok,a\nnums,"[1, 2]"\n')
+    with pytest.raises(DataError) as info:
+        load_source(path)
+    assert info.value.rows == [2] and info.value.column == "labels"
+
+
+# --- issue 12, item 1: a given split column ------------------------------------------------------
+
+def test_the_split_column_is_kept_and_mapped(tmp_path):
+    path = write(tmp_path / "s.csv", "text,labels,part\na,x,train\nb,y,dev\nc,x,test\nd,y,val\n")
+    table, report = load_source(path, split_column="part")
+    assert list(table.columns) == ["text", "labels", "source_id", "split"]
+    assert table["split"].tolist() == ["train", "validation", "test", "validation"]
+    assert report["split_column"] == "part"
+    assert report["given_split_rows"] == {"train": 1, "validation": 2, "test": 1}
+
+
+def test_a_split_mapping_replaces_the_default_names(tmp_path):
+    path = write(tmp_path / "s.csv", "text,labels,fold\na,x,A\nb,y,B\nc,x,A\n")
+    table, _ = load_source(path, split_column="fold", split_values={"A": "train", "B": "test"})
+    assert table["split"].tolist() == ["train", "test", "train"]
+
+
+def test_a_split_value_not_in_the_mapping_names_file_rows_and_column(tmp_path):
+    path = write(tmp_path / "s.csv", "text,labels,part\na,x,train\nb,y,holdout\nc,x,test\n"
+                                     "d,y,\ne,x,holdout\n")
+    with pytest.raises(DataError) as info:
+        load_source(path, split_column="part")
+    err = info.value
+    assert err.file.endswith("s.csv") and err.column == "part" and err.rows == [2, 4, 5]
+    assert "'holdout'" in str(err) and "split_values" in str(err)
+
+
+def test_a_missing_split_column_is_named(tmp_path):
+    path = write(tmp_path / "s.csv", "text,labels,part\na,x,train\n")
+    with pytest.raises(DataError, match="'prt' not found") as info:
+        load_source(path, split_column="prt")
+    assert info.value.column == "prt"
+
+
+def test_the_demo_has_no_split_column():
+    with pytest.raises(ParameterError, match="split_column"):
+        load_source("debtags", split_column="part")

@@ -382,3 +382,107 @@ def test_property_split_is_deterministic(y, seed):
 def test_split_report_is_a_dataclass_with_the_documented_fields():
     fields = set(SplitReport.__dataclass_fields__)
     assert {"sizes", "targets", "label_frequencies", "worst_deviation", "moves"} <= fields
+
+
+# --------------------------------------------------------------------------- issue 12: given split
+
+
+def given_table(n: int = 600, k: int = 8, seed: int = 1, parts=("train", "test")) -> pd.DataFrame:
+    df = random_table(n, k, seed)
+    rng = np.random.default_rng(seed)
+    shares = {"train": 0.7, "validation": 0.15, "test": 0.15}
+    p = np.array([shares[s] for s in parts])
+    df["split"] = rng.choice(list(parts), size=n, p=p / p.sum())
+    return df
+
+
+def test_a_given_train_test_split_is_kept_and_validation_is_carved_from_train():
+    df = given_table()
+    label_map = LabelMap.from_table(df)
+    out, new_map, report = splitting.make_splits(df, label_map, proportions=(0.8, 0.1, 0.1),
+                                                 seed=3, given=True)
+    by_id = dict(zip(df["source_id"], df["split"]))
+    for sid, split in zip(out["source_id"], out["split"]):
+        if by_id[sid] == "test":
+            assert split == "test"
+        else:
+            assert split in ("train", "validation")
+    n_train_given = int((df["split"] == "train").sum())
+    # validation takes 0.1 / (0.8 + 0.1) of the given train rows
+    assert abs(report.sizes["validation"] - round(n_train_given / 9)) <= 3
+    summary = report.summary()
+    assert summary["splits_given"] == "train,test"
+    assert summary["splits_made"] == "validation"
+    assert new_map.labels == label_map.labels
+    check_train_positives(out, new_map)
+
+
+def test_a_given_three_way_split_is_kept_row_for_row():
+    df = given_table(parts=("train", "validation", "test"))
+    out, _, report = splitting.make_splits(df, LabelMap.from_table(df), seed=3, given=True)
+    assert out["split"].tolist() == df["split"].tolist()
+    assert report.summary()["splits_given"] == "train,validation,test"
+    assert report.summary()["splits_made"] == "" and report.moves.empty
+
+
+def test_labels_absent_from_the_given_train_split_are_counted_named_and_removed():
+    df = given_table()
+    # "lonely" only in test (2 rows, one of them has only this label); "odd" only in test too.
+    test_rows = np.flatnonzero(df["split"] == "test")[:3]
+    df.at[test_rows[0], "labels"] = ["lonely"]
+    df.at[test_rows[1], "labels"] = df.at[test_rows[1], "labels"] + ["lonely", "odd"]
+    label_map = LabelMap.from_table(df)
+    out, new_map, report = splitting.make_splits(df, label_map, seed=3, given=True)
+    assert "lonely" not in new_map and "odd" not in new_map and len(new_map) == len(label_map) - 2
+    assert report.labels_absent_from_train == {"lonely": 2, "odd": 1}
+    assert report.rows_emptied == [df.at[test_rows[0], "source_id"]]
+    assert df.at[test_rows[0], "source_id"] not in set(out["source_id"])
+    assert len(out) == len(df) - 1
+    summary = report.summary()
+    assert summary["labels_absent_from_train"] == 2
+    assert summary["labels_absent_from_train_names"] == "lonely (2), odd (1)"
+    assert summary["rows_dropped_absent_labels"] == 1
+    assert all("lonely" not in row and "odd" not in row for row in out["labels"])
+
+
+def test_a_given_split_without_train_or_test_rows_is_an_error():
+    df = given_table(parts=("train", "validation"))
+    with pytest.raises(DataError, match="no 'test' rows") as info:
+        splitting.make_splits(df, LabelMap.from_table(df), seed=3, given=True)
+    assert info.value.column == "split"
+
+
+def test_make_splits_without_a_given_split_is_the_stratified_split(medium):
+    df, label_map = medium
+    out, same_map, report = splitting.make_splits(df, label_map, seed=5, given=False)
+    expected, _ = stratified_split(df, label_map, seed=5)
+    assert out["split"].tolist() == expected["split"].tolist() and same_map is label_map
+    assert report.summary()["splits_given"] == ""
+    assert report.summary()["splits_made"] == "train,validation,test"
+
+
+# --------------------------------------------------------------------------- issue 12: scale
+
+
+def many_labels_table(n_rows: int = 20000, n_tail: int = 50000, seed: int = 0) -> pd.DataFrame:
+    """50,000 distinct tail labels, each on two rows, five a row, plus one of 20 head labels."""
+    rng = np.random.default_rng(seed)
+    slots = np.concatenate([np.arange(n_tail), np.arange(n_tail)])
+    rng.shuffle(slots)
+    per_row = len(slots) // n_rows
+    labels = [[f"tail{j:05d}" for j in slots[per_row * i: per_row * (i + 1)]] + [f"head{i % 20}"]
+              for i in range(n_rows)]
+    return pd.DataFrame({"text": [f"text {i}" for i in range(n_rows)],
+                         "labels": pd.Series(labels, dtype=object),
+                         "source_id": [f"big.csv:{i + 1}" for i in range(n_rows)]})
+
+
+def test_fifty_thousand_labels_split_without_a_dense_matrix():
+    df = many_labels_table()
+    label_map = LabelMap.from_table(df)
+    assert len(label_map) == 50020
+    out, report = stratified_split(df, label_map, seed=0)
+    check_train_positives(out, label_map)
+    summary = report.summary()
+    assert summary["stratified_on_labels"] == splitting.STRATIFY_MAX_LABELS < len(label_map)
+    assert set(out["split"]) == {"train", "validation", "test"}
