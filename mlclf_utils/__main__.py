@@ -1,4 +1,4 @@
-"""Command line: ``python -m mlclf_utils {run,sweep,demo-data,refresh-references,sync-notebooks,predict}``."""
+"""Command line: ``python -m mlclf_utils {run,sweep,apt-lists,demo-data,refresh-references,sync-notebooks,predict}``."""
 
 from __future__ import annotations
 
@@ -86,9 +86,19 @@ def main(argv: list[str] | None = None) -> int:
                        metavar=("NAME", "VALUE"), help="a shared parameter (value parsed as YAML)")
     sweep.add_argument("--base", metavar="RUN_DIR",
                        help="reuse this run's 01-02 outputs (default: run 01-02 once first)")
+    sweep.add_argument("--backend", choices=("local", "sagemaker"), default="local",
+                       help="sagemaker: train each combination as a SageMaker job (needs 02's "
+                            "s3_uri, and role/default_bucket outside Studio); 04 runs here")
+    sweep.add_argument("--job-prefix", metavar="NAME",
+                       help="SageMaker job names are NAME-01, NAME-02, ... "
+                            "(default mlclf-sweep-<sweep-id>)")
     sweep.add_argument("--jobs", type=int, default=1,
                        help="combinations trained at once, in separate processes")
     sweep.add_argument("--no-progress", action="store_true")
+
+    sub.add_parser("apt-lists", help="make sure Debian's package lists with English descriptions "
+                                     "are there; without them, fetch a copy into the user's cache "
+                                     "(no root needed)")
 
     data = sub.add_parser("demo-data", help="build (or reuse) the cached debtags demo table")
     data.add_argument("--refresh", action="store_true")
@@ -133,13 +143,18 @@ def main(argv: list[str] | None = None) -> int:
 
             try:
                 sweep_dir = run_sweep(parse_grid(args.grid), params=_params(args), base=args.base,
-                                      jobs=args.jobs, progress=not args.no_progress)
+                                      jobs=args.jobs, progress=not args.no_progress,
+                                      backend=args.backend, job_prefix=args.job_prefix)
             except SweepFailed as exc:
                 if (exc.sweep_dir / "comparison.csv").exists():
                     print(summary(load(exc.sweep_dir)[0]).to_string())
                 raise
             print(summary(load(sweep_dir)[0]).to_string())
             print(f"sweep finished: {sweep_dir}")
+        elif args.command == "apt-lists":
+            from .apt_lists import ensure_lists
+
+            print(ensure_lists())
         elif args.command == "demo-data":
             from .debtags import load_debtags
 
@@ -158,12 +173,17 @@ def main(argv: list[str] | None = None) -> int:
             sync_pairs(stage_notebooks())
         elif args.command == "predict":
             _predict(args)
+    except KeyboardInterrupt as exc:
+        from .pipeline import RunInterrupted
+
+        if isinstance(exc, RunInterrupted):
+            print(exc, file=sys.stderr)
+            return 130
+        print("interrupted; the manifest records where each stage stopped", file=sys.stderr)
+        return 130
     except MlclfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; the manifest records where each stage stopped", file=sys.stderr)
-        return 130
     return 0
 
 

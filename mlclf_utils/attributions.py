@@ -26,7 +26,6 @@ about; raise ``n_steps`` to fix it.
 from __future__ import annotations
 
 import html as html_lib
-import json
 import math
 import warnings
 from collections.abc import Iterable
@@ -136,7 +135,8 @@ class Explainer:
 
     @classmethod
     def from_model_dir(cls, model_dir, **kw) -> "Explainer":
-        """03's model folder. ``max_length`` defaults to the one it was trained with."""
+        """03's model folder. ``max_length`` defaults to the one it was trained with
+        (``models.trained_max_length``, shared with ``Classifier.from_model_dir``)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = Path(model_dir)
@@ -147,10 +147,9 @@ class Explainer:
         model = AutoModelForSequenceClassification.from_pretrained(str(path))
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         if "max_length" not in kw:
-            hyper = path / "hyperparameters.json"
-            saved = json.loads(hyper.read_text()).get("max_length") if hyper.is_file() else None
-            limit = getattr(model.config, "max_position_embeddings", None) or 512
-            kw["max_length"] = min(saved, limit) if isinstance(saved, int) else min(128, limit)
+            from .models import trained_max_length
+
+            kw["max_length"] = trained_max_length(path, model.config)  # the same rule as predict
         return cls(model, tokenizer, **kw)
 
     # --- the pieces --------------------------------------------------------------------------
@@ -350,9 +349,9 @@ def plot_attributions(explanations, path=None, *, max_words: int = 60):
     Static on purpose: GitHub strips the HTML/JS of notebook outputs but shows images. Colours
     are scaled per block to its largest |attribution|; at most ``max_words`` words are drawn.
     """
-    import matplotlib.pyplot as plt
+    from .figures import pyplot, save_figure
 
-    from .explore import save_figure
+    plt, _ = pyplot()
 
     explanations = _check_explanations(explanations)
     _check_positive_int("max_words", max_words)
@@ -434,3 +433,26 @@ def explanations_table(explanations) -> pd.DataFrame:
     columns = ["text_id", "label", "position", "word", "attribution", "probability",
                "baseline_probability", "delta", "delta_ok"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def explanation_summary(explanations, kinds, *, delta_tolerance: float = 1e-2) -> str:
+    """What 05 explained, as names, counts and booleans only (for the nbval check).
+
+    ``kinds`` maps an explanation's position to "fp" or "fn". Completeness (the attributions sum
+    to F(text) - F(baseline)) is re-checked from the numbers rather than read from ``delta_ok``,
+    so a wrong flag cannot hide a failed integration.
+    """
+    explanations = _check_explanations(explanations)
+    per_class: dict[str, dict[str, int]] = {}
+    for i, e in enumerate(explanations):
+        counts = per_class.setdefault(e.label, {"fp": 0, "fn": 0})
+        counts[kinds[i]] += 1
+    within = all(
+        math.isfinite(e.delta) and abs(float(np.sum(e.token_attributions))
+                                       - (e.probability - e.baseline_probability))
+        <= delta_tolerance * max(abs(e.probability - e.baseline_probability), DELTA_FLOOR)
+        for e in explanations)
+    lines = [f"explained pairs: {len(explanations)} over {len(per_class)} classes"]
+    lines += [f"  {label}: fp {c['fp']}, fn {c['fn']}" for label, c in per_class.items()]
+    lines.append(f"every convergence delta within tolerance ({delta_tolerance:g}): {within}")
+    return "\n".join(lines)

@@ -24,19 +24,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "ipympl", "widget")):
-    matplotlib.use("Agg")  # headless runs (papermill, CI) have no display
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 
 from .errors import DataError, ParameterError, read_json_file
-from .explore import save_figure
+from .figures import pyplot, save_figure
 
 STRATEGIES = ("none", "ratio", "sqrt", "damped")
 COLUMNS = ["positives", "negatives", "ratio", "raw_weight", "weight", "clipped"]
@@ -166,6 +159,7 @@ def plot_pos_weights(table: pd.DataFrame, path=None):
                              f"must be a compute_pos_weight table with columns {COLUMNS}")
     order = table.assign(_name=table.index).sort_values(
         ["weight", "ratio", "_name"], ascending=[False, False, True], kind="stable")
+    plt, sns = pyplot()
     palette = sns.color_palette()
     colours = {"": palette[0], "floor": palette[2], "cap": palette[3]}
     fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(order))))

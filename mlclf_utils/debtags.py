@@ -13,9 +13,7 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,13 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import apt_lists
 from .errors import DataError, ParameterError, SetupError
 
-APT_UPDATE_COMMAND = "sudo apt-get update -o Acquire::Languages=en"
-APT_HELPER = "/usr/lib/apt/apt-helper"
-# Values of apt's Created-By field for the two kinds of list the table needs.
-PACKAGES_TARGET = "Packages"
-TRANSLATIONS_TARGET = "Translations"
 # Bump when the table's content or layout changes, so old caches are not reused.
 TABLE_FORMAT = 1
 CACHE_PREFIX = "debtags-"
@@ -87,11 +81,6 @@ DEFAULT_LABELS: tuple[str, ...] = (
     "x11::font",
 )
 
-_SETUP_HINT = (
-    f"Run `{APT_UPDATE_COMMAND}` (as root, a few seconds) to fetch Debian's package lists with "
-    "the English long descriptions, then try again. The demo table is built locally from those "
-    "apt lists; it is never downloaded from a hub."
-)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -222,81 +211,6 @@ def assemble_table(
     return df
 
 
-# --------------------------------------------------------------------------- apt discovery
-
-
-def find_list_files() -> dict[str, list[Path]]:
-    """Ask apt which list files are on disk, grouped by target ("Packages", "Translations").
-
-    One ``apt-get indextargets`` call (about half a second) names every list in sources order.
-    ``Acquire::Languages=en`` is passed so the Translation-en lists are named even where the
-    machine's default config says ``"none"``; apt only names files that exist.
-    """
-    if shutil.which("apt-get") is None:
-        raise SetupError(
-            "apt-get was not found: the demo data is built from a Debian (or derivative) "
-            "machine's apt package lists. " + _SETUP_HINT
-        )
-    cmd = [
-        "apt-get",
-        "indextargets",
-        "-o",
-        "Acquire::Languages=en",
-        "--format",
-        "$(CREATED_BY)\t$(FILENAME)",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SetupError(
-            f"`{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr.strip()}\n"
-            + _SETUP_HINT
-        )
-    found: dict[str, list[Path]] = {}
-    for line in proc.stdout.splitlines():
-        created_by, sep, filename = line.partition("\t")
-        if sep and filename.strip() and Path(filename.strip()).exists():
-            found.setdefault(created_by.strip(), []).append(Path(filename.strip()))
-    return found
-
-
-def read_list_lines(path: Path) -> Iterator[str]:
-    """Stream a list file's lines through apt's own decompressor (lz4, xz, gz, plain)."""
-    if not Path(APT_HELPER).exists():
-        raise SetupError(f"{APT_HELPER} was not found (it comes with apt). " + _SETUP_HINT)
-    with subprocess.Popen(
-        [APT_HELPER, "cat-file", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    ) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
-        yield from proc.stdout
-        err = proc.stderr.read()
-        if proc.wait() != 0:
-            raise SetupError(f"could not read {path}: {err.strip()}\n" + _SETUP_HINT)
-
-
-def discover_lists() -> tuple[list[Path], list[Path]]:
-    """Return (Packages lists, Translation-en lists), or say what to run if either is missing."""
-    found = find_list_files()
-    packages = found.get(PACKAGES_TARGET, [])
-    translations = found.get(TRANSLATIONS_TARGET, [])
-    missing = [
-        what
-        for what, files in (("Packages", packages), ("Translation-en", translations))
-        if not files
-    ]
-    if missing:
-        raise SetupError(
-            f"apt has no {' and no '.join(missing)} lists on this machine (with apt's "
-            'default Acquire::Languages "none" it fetches no Translation-en lists, and a '
-            "plain `apt-get update` may remove them again). " + _SETUP_HINT
-        )
-    return packages, translations
-
-
 # --------------------------------------------------------------------------- cache
 
 
@@ -340,15 +254,24 @@ def _read_cached(path: Path) -> pd.DataFrame:
 
 
 def build_debtags_table(
-    *, refresh: bool = False, cache_dir: str | Path | None = None
+    *, refresh: bool = False, cache_dir: str | Path | None = None, fetch_lists: bool = True
 ) -> pd.DataFrame:
     """Return every tagged package as (source_id, text, labels); built once, then cached.
 
     ``text`` is the short description, a newline and the raw long description (Debian's
     leading spaces and ``" ."`` kept: cleaning is ``mlclf_utils.cleaning``'s job). ``labels``
     holds all the package's debtags, sorted. Build figures are in ``df.attrs["build_stats"]``.
+    When apt lacks the lists, ``fetch_lists`` fetches this user's copy first (no root needed).
     """
-    packages, translations = discover_lists()
+    try:
+        packages, translations = apt_lists.discover_lists()
+    except SetupError:
+        if not fetch_lists:
+            raise
+        print(f"mlclf: apt lacks Debian's English descriptions; fetching them into "
+              f"{apt_lists.user_apt_dir()} (no root needed, a few seconds)", file=sys.stderr)
+        apt_lists.fetch_user_lists()
+        packages, translations = apt_lists.discover_lists()
     directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     fingerprint = lists_fingerprint([*packages, *translations])
     path = directory / f"{CACHE_PREFIX}{fingerprint}.parquet"
@@ -361,7 +284,8 @@ def build_debtags_table(
 
     start = time.perf_counter()
     df = assemble_table(
-        (read_list_lines(p) for p in packages), (read_list_lines(p) for p in translations)
+        (apt_lists.read_list_lines(p) for p in packages),
+        (apt_lists.read_list_lines(p) for p in translations),
     )
     stats = df.attrs["build_stats"]
     if stats["packages_tagged"] == 0:

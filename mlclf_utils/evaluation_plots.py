@@ -8,15 +8,15 @@ hand-worked cases, so a figure never holds the only copy of a number.
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from .errors import DataError, ParameterError, require_columns
-from .explore import save_figure  # also selects the headless backend when there is no display
+from .figures import pyplot, save_figure
 from .metrics import as_targets, check_inputs, check_labels
+
+plt, sns = pyplot()
 
 # Above this many labels the tick names would overlap; the axis then shows ranks instead.
 MAX_NAMED_LABELS = 60

@@ -8,25 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "ipympl", "widget")):
-    matplotlib.use("Agg")  # headless runs (papermill, CI) have no display
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
+
+from .figures import pyplot, save_figure
+
+plt, sns = pyplot()
 
 SPLIT_ORDER = ["train", "validation", "test"]
-
-
-def save_figure(fig, path: str | Path | None, *, dpi: int = 110):
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return fig
+# Beyond this many labels the frequency and co-occurrence figures show the most frequent ones
+# and say so in their titles: 50,000 bars or a 50,000^2 heatmap cannot be drawn or read.
+FIGURE_MAX_LABELS = 50
 
 
 def label_counts(df: pd.DataFrame) -> pd.Series:
@@ -35,15 +27,19 @@ def label_counts(df: pd.DataFrame) -> pd.Series:
     return counts.rename_axis("label").sort_index().sort_values(ascending=False, kind="stable")
 
 
-def plot_label_frequency(df: pd.DataFrame, path=None, *, log: bool = True):
+def plot_label_frequency(df: pd.DataFrame, path=None, *, log: bool = True,
+                         max_labels: int = FIGURE_MAX_LABELS):
     counts = label_counts(df)
+    n_labels = len(counts)
+    ratio = counts.iloc[0] / counts.iloc[-1] if len(counts) else float("nan")
+    shown = f", top {max_labels} shown" if n_labels > max_labels else ""
+    counts = counts.iloc[:max_labels]
     fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(counts))))
     sns.barplot(x=counts.values, y=counts.index, ax=ax, color=sns.color_palette()[0])
     if log:
         ax.set_xscale("log")
-    ratio = counts.iloc[0] / counts.iloc[-1] if len(counts) else float("nan")
     ax.set(xlabel="texts carrying the label" + (" (log scale)" if log else ""), ylabel="",
-           title=f"Label frequency: {len(counts)} labels, max/min = {ratio:.0f}x")
+           title=f"Label frequency: {n_labels} labels, max/min = {ratio:.0f}x{shown}")
     return save_figure(fig, path)
 
 
@@ -56,29 +52,41 @@ def plot_labels_per_text(df: pd.DataFrame, path=None):
     return save_figure(fig, path)
 
 
-def cooccurrence(df: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """P(column label | row label): how often B is present when A is (diagonal = 1)."""
-    index = {name: i for i, name in enumerate(labels)}
-    matrix = np.zeros((len(df), len(labels)), dtype=np.float32)
-    for row, row_labels in enumerate(df["labels"]):
-        for name in row_labels:
-            if name in index:
-                matrix[row, index[name]] = 1.0
-    counts = matrix.T @ matrix
+def cooccurrence(df: pd.DataFrame, labels: list[str], *, max_labels: int | None = None
+                 ) -> pd.DataFrame:
+    """P(column label | row label): how often B is present when A is (diagonal = 1).
+
+    With ``max_labels``, only the most frequent labels (ties by name) are kept, in that order;
+    the product is sparse either way, so 50,000 labels never make a dense N x K matrix.
+    """
+    from .labels import sparse_multi_hot
+
+    labels = list(labels)
+    if max_labels is not None and len(labels) > max_labels:
+        counts = label_counts(df)
+        known = set(labels)
+        labels = [name for name in counts.index if name in known][:max_labels]
+    matrix = sparse_multi_hot(df["labels"].tolist(), labels).astype(np.float32)
+    counts = np.asarray((matrix.T @ matrix).todense())
     support = np.diag(counts).copy()
     support[support == 0] = 1.0
     return pd.DataFrame(counts / support[:, None], index=labels, columns=labels)
 
 
-def plot_cooccurrence(df: pd.DataFrame, labels: list[str], path=None):
-    conditional = cooccurrence(df, labels)
+def plot_cooccurrence(df: pd.DataFrame, labels: list[str], path=None, *,
+                      max_labels: int = FIGURE_MAX_LABELS):
+    n_labels = len(labels)
+    conditional = cooccurrence(df, labels, max_labels=max_labels)
+    labels = list(conditional.index)
     size = max(6, 0.28 * len(labels))
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
     mask = np.eye(len(labels), dtype=bool)
     sns.heatmap(conditional, mask=mask, cmap="rocket_r", vmin=0, vmax=1, square=True, ax=ax,
                 cbar_kws={"label": "P(column label | row label)"},
                 xticklabels=True, yticklabels=True)
-    ax.set_title("Label co-occurrence (diagonal hidden)")
+    shown = (f": the {len(labels)} most frequent of {n_labels} labels"
+             if n_labels > len(labels) else "")
+    ax.set_title(f"Label co-occurrence (diagonal hidden){shown}")
     ax.tick_params(labelsize=7)
     return save_figure(fig, path)
 

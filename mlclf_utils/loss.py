@@ -17,20 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
-
-if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "ipympl", "widget")):
-    matplotlib.use("Agg")  # headless runs (papermill, CI) have no display
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 import torch.nn.functional as F
 
 from .errors import ParameterError
-from .explore import save_figure
+from .figures import pyplot, save_figure
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -230,6 +223,7 @@ def _where(points: torch.Tensor) -> str:
 
 def plot_stability(path=None, *, low: float = -120.0, high: float = 120.0, points: int = 961):
     """Naive vs stable loss in float32, with the logits where the naive form is inf or nan."""
+    plt, sns = pyplot()
     x = torch.linspace(low, high, points, dtype=torch.float32)
     palette = sns.color_palette()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -267,6 +261,7 @@ def plot_stability(path=None, *, low: float = -120.0, high: float = 120.0, point
 def plot_pos_weight_effect(path=None, pos_weights=(0.5, 1, 4, 16), *, low: float = -8.0,
                            high: float = 8.0):
     """Loss and gradient vs logit: pos_weight stretches the positives' curves, never the negatives'."""
+    plt, sns = pyplot()
     table = loss_curves(torch.linspace(low, high, 321, dtype=torch.float64), pos_weights)
     colours = sns.color_palette("viridis", len(table["pos_weight"].unique()))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))

@@ -134,6 +134,58 @@ def max_positions(model_name: str = DEFAULT_MODEL) -> int:
     return int(limit) if limit else 512
 
 
+def trained_max_length(model_dir, model_config) -> int:
+    """The token cut for inference with a saved model folder, one rule for 04 and 05 alike:
+    ``hyperparameters.json``'s ``max_length`` (01's choice, which 03 records, or 03's
+    deliberately shorter cut), else a bundle's ``preprocess_config.json``, else the model's
+    limit; never more than the model accepts."""
+    import json
+    from pathlib import Path
+
+    limit = getattr(model_config, "max_position_embeddings", None) or 512
+    for name in ("hyperparameters.json", "preprocess_config.json"):
+        path = Path(model_dir) / name
+        saved = json.loads(path.read_text()).get("max_length") if path.is_file() else None
+        if isinstance(saved, int) and not isinstance(saved, bool):
+            return min(saved, limit)
+    return limit
+
+
+# Where no config.json can be read without loading the model (a Hub id not in the local
+# cache), preflight refuses max_length above this; the model's own limit is checked when it loads.
+MAX_LENGTH_BOUND = 8192
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
+
+
+def declared_max_positions(model_name: str = DEFAULT_MODEL) -> int | None:
+    """``max_position_embeddings`` from the model's config.json, read as JSON (no transformers
+    import, no download): a local directory, an alias, or a Hub id already in the cache."""
+    import json
+
+    path = resolve_model_path(model_name)
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(path, "config.json")
+        except Exception:  # noqa: BLE001 - a cheap look only; None means "not known"
+            return None
+        if not isinstance(cached, str):
+            return None
+        config_file = cached
+    try:
+        with open(config_file, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    for holder in (config, config.get("text_config") or {}):
+        for key in POSITION_KEYS:
+            if isinstance(holder.get(key), int) and holder[key] > 0:
+                return int(holder[key])
+    return None
+
+
 def load_classifier(model_name: str, labels: list[str]):
     """An encoder with a fresh K-way head for multi-label classification.
 

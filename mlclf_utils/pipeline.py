@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +176,20 @@ class ParameterSpec:
         return False
 
 
+    def why_not(self, value) -> str:
+        """What is wrong with a value ``accepts`` refused, in the user's terms."""
+        expected = f"must be {' or '.join(self.types)} (the default in {self.notebook} is {self.default!r})"
+        if isinstance(value, float) and math.isnan(value):
+            return f"NaN is not allowed; {expected}"
+        if isinstance(value, float) and math.isinf(value):
+            return f"infinity is not allowed; {expected}"
+        if isinstance(value, float) and "int" in self.types and "float" not in self.types:
+            if value.is_integer():
+                return f"{value!r} is written as a decimal; write {int(value)} ({expected})"
+            return f"{value!r} is not a whole number; {expected}"
+        return f"{expected}, not {type(value).__name__}"
+
+
 def parameter_specs(path: Path) -> dict[str, ParameterSpec]:
     specs = {}
     for name, info in notebook_parameters(path).items():
@@ -229,11 +244,7 @@ def check_parameters(params: dict, notebooks: list[Path]) -> dict[Path, dict]:
         for specs in every.values():
             spec = specs.get(name)
             if spec is not None and not spec.accepts(value):
-                raise ParameterError(name, value, f"must be {' or '.join(spec.types)} "
-                                     f"(the default in {spec.notebook} is {spec.default!r}), "
-                                     f"not {type(value).__name__}"
-                                     + (" (NaN and infinity are not accepted)"
-                                        if isinstance(value, float) else ""))
+                raise ParameterError(name, value, spec.why_not(value))
     return {nb: {k: v for k, v in params.items() if k in every[nb]} for nb in notebooks}
 
 
@@ -269,18 +280,34 @@ def preflight(per_notebook: dict[Path, dict]) -> None:
             if name in values and values[name] < 1:
                 raise ParameterError(name, values[name], "must be a positive integer")
         if stage == "01_preprocess":
-            preprocess.PreprocessConfig.from_parameters(**values)
+            config = preprocess.PreprocessConfig.from_parameters(**values)
+            _check_max_length(config.max_length, config.model_name)
         elif stage == "02_save_data" and values.get("s3_uri"):
             s3.parse_s3_uri(values["s3_uri"])
         elif stage == "03_train":
             hyper = {k: values[k] for k in train.NOTEBOOK_HYPERPARAMETERS}
             train.check_hyperparameters(hyper, mode=values["mode"])
             if values["mode"] == "sagemaker":
-                for name in ("role", "default_bucket"):
-                    if not values.get(name):
-                        raise ParameterError(name, values.get(name), "is required when mode is sagemaker")
+                from .sagemaker_training import in_studio, resolve_role_and_bucket
+
+                if not in_studio():  # in Studio the SDK fills them in, from the network
+                    resolve_role_and_bucket(values.get("role"), values.get("default_bucket"),
+                                            need_role=not values.get("attach_job"))
         elif stage == "04_evaluate":
             thresholds.check_fallback(values["threshold_fallback"], "threshold_fallback")
+            thresholds.check_shrinkage(values["threshold_shrinkage"], "threshold_shrinkage")
+
+
+def _check_max_length(max_length: int, model_name: str) -> None:
+    """Against the model's config.json when it can be read cheaply, else a sane bound."""
+    from . import models, tokenization
+
+    limit = models.declared_max_positions(model_name)
+    if limit is None and max_length > models.MAX_LENGTH_BOUND:
+        raise ParameterError("max_length", max_length,
+                             f"{model_name}'s config.json is not on this machine, and more than "
+                             f"{models.MAX_LENGTH_BOUND} tokens is refused")
+    tokenization.check_max_length(max_length, limit or models.MAX_LENGTH_BOUND)
 
 
 # --- which stages run ------------------------------------------------------------------------
@@ -393,8 +420,9 @@ STAGE_LOCAL = {"seed"}
 def _check_resume_parameters(params: dict, source: Path, reused: list[Path]) -> None:
     """A value a reused stage read cannot change: that stage will not run again.
 
-    ``model_name`` and ``max_length`` are read by 01 (which tokenized the data) and 03 alike, so
-    they are frozen too: 03 must train on the tokens 01 produced.
+    ``model_name`` and ``max_length`` are parameters of 01 only (03, 04 and 05 read 01's
+    choice from its preprocess_config.json), so a resumed run refuses a new value for them:
+    03 must train on the tokens 01 produced.
     """
     manifest = _read_manifest(source) or {}
     for notebook in reused:
@@ -438,7 +466,21 @@ def plan_run(params: dict | None = None, *, notebooks: list[Path] | None = None,
     if source is not None and not source.is_dir():
         raise ParameterError("--resume", str(resume), "no such run directory")
     if source is not None and first is None:
-        first = resume_point(source, all_notebooks)
+        # A bare --resume finishes what the source run set out to do: up to its --to.
+        recorded = (_read_manifest(source) or {}).get("to")
+        if last is None and recorded:
+            last = recorded
+            candidates = all_notebooks[:[nb.stem for nb in all_notebooks].index(recorded) + 1] \
+                if recorded in [nb.stem for nb in all_notebooks] else all_notebooks
+            try:
+                first = resume_point(source, candidates)
+            except ParameterError:
+                raise ParameterError("--resume", str(source),
+                                     f"every stage up to {recorded} finished (that run was made "
+                                     f"with --to {recorded}); pass --to STAGE to go further, or "
+                                     "--from STAGE to run a stage again") from None
+        else:
+            first = resume_point(source, all_notebooks)
     selected = select_stages(all_notebooks, first, last)
     earlier = all_notebooks[:all_notebooks.index(selected[0])]
     if earlier and source is None:
@@ -491,23 +533,150 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 @contextlib.contextmanager
-def _kernel_environment():
+def _kernel_environment(**extra: str):
     """Kernels inherit this process's environment. ``MPLBACKEND=Agg`` (set for headless test
     processes) would make every figure vanish from the executed notebooks, which are the run's
-    record; the inline backend needs no display and embeds them."""
-    previous = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    record; the inline backend needs no display and embeds them. ``extra`` variables (the
+    training progress file) are set for the kernel too."""
+    values = {"MPLBACKEND": INLINE_BACKEND, **extra}
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
-def _resume_hint(run_dir: Path, last: str | None) -> str:
-    return f"python -m mlclf_utils run --resume {run_dir}" + (f" --to {last}" if last else "")
+class _TrainingProgress:
+    """Shows the training progress a stage's kernel writes (``train.progress_file_callback``)
+    as a tqdm bar: step, total, loss and tqdm's own ETA. A thread follows the file while
+    papermill waits for the cell; a stage without training leaves no bar."""
+
+    def __init__(self, path: Path, enabled: bool):
+        import threading
+
+        self.path, self.enabled = path, enabled
+        self._offset, self._bar, self._label = 0, None, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self):
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+            self._read()
+            self._close()
+        self.path.unlink(missing_ok=True)
+        return False
+
+    def _follow(self) -> None:
+        while not self._stop.wait(0.5):
+            self._read()
+
+    def _read(self) -> None:
+        import json
+
+        try:
+            with open(self.path, "rb") as stream:
+                stream.seek(self._offset)
+                chunk = stream.read()
+        except OSError:
+            return
+        complete = chunk[:chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        for line in complete.decode("utf-8", "replace").splitlines():
+            try:
+                self._show(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn or foreign line must never stop the run
+
+    def _show(self, record: dict) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None or record.get("event") == "begin" or record["label"] != self._label:
+            self._close()
+            self._label = record["label"]
+            self._bar = tqdm(total=record["total"] or None, desc=f"  training {self._label}",
+                             unit="step", file=sys.stderr, dynamic_ncols=True)
+        if record.get("loss") is not None:
+            self._bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+        self._bar.update(max(0, int(record["step"]) - self._bar.n))
+        if record.get("event") == "end":
+            self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _resume_hint(run_dir: Path) -> str:
+    """The manifest records --to, and a bare --resume honours it."""
+    return f"python -m mlclf_utils run --resume {run_dir}"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a stage: the manifest is written; the message says where and what next."""
+
+
+def _kernel_config():
+    """The kernel manager provisions CurveZMQ keys, so that the kernel's sockets are encrypted:
+    ipykernel warns about plain TCP on every start otherwise (issue 11)."""
+    import zmq
+    from traitlets.config import Config
+
+    if not zmq.has("curve"):  # a libzmq without libsodium: plain TCP, and the kernel's warning
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "required"}})
+
+
+def _running_cell(output: Path) -> int | None:
+    """The execution count of the cell the interruption stopped: the one papermill had started
+    and not finished, or the one the kernel's own KeyboardInterrupt ended."""
+    try:
+        import nbformat
+
+        notebook = nbformat.read(str(output), as_version=4)
+    except Exception:  # noqa: BLE001 - a nicer message must never hide the interruption
+        return None
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    for cell in code:
+        if (cell.metadata.get("papermill", {}).get("status") == "running"
+                or any(o.get("ename") == "KeyboardInterrupt" for o in cell.get("outputs", []))):
+            return cell.get("execution_count")
+    counted = [c.execution_count for c in code if c.get("execution_count") is not None]
+    return counted[-1] if counted else None
+
+
+# The kernel's own log (not the cells' output, which the notebook keeps): kept next to the
+# executed notebook when the kernel wrote anything, e.g. its complaints when Ctrl-C stops it.
+KERNEL_LOG_SUFFIX = ".kernel.log"
+
+
+def _kernel_manager_class(log_path: Path):
+    """A kernel manager that sends the kernel process's stderr to ``log_path``.
+
+    On Ctrl-C the kernel is shut down while its interrupted cell is still replying, and it
+    logs a ZMQError traceback; the run's one-line message is what a user needs to see.
+    """
+    from jupyter_client import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kwargs):
+            with open(log_path, "ab") as log:  # the kernel keeps its own copy of the descriptor
+                kwargs.setdefault("stderr", log)
+                return await super().start_kernel(**kwargs)
+
+    return LoggedKernelManager
 
 
 def run_pipeline(
@@ -540,8 +709,6 @@ def run_pipeline(
 
 def execute(plan: RunPlan, run_dir: Path, *, kernel_name: str | None = None,
             progress: bool = True) -> Path:
-    import papermill
-
     manifest = {
         "run_id": run_dir.name,
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -550,6 +717,7 @@ def execute(plan: RunPlan, run_dir: Path, *, kernel_name: str | None = None,
         "parameters": plan.parameters,
         "overrides": plan.overrides,
         "resumed_from": str(plan.source.resolve()) if plan.source else None,
+        "to": stage_name(plan.last_requested, "--to"),  # a bare --resume of this run stops there too
         "environment": {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS")
                         if k in os.environ},
         "stages": [],
@@ -558,53 +726,94 @@ def execute(plan: RunPlan, run_dir: Path, *, kernel_name: str | None = None,
     if plan.earlier:
         manifest["stages"] += reuse_stages(plan.source, run_dir, [nb.stem for nb in plan.earlier])
         write_json(run_dir / MANIFEST, manifest)
-    hint = _resume_hint(run_dir, plan.last_requested)
-    for notebook in plan.selected:
-        stage = notebook.stem
-        output = run_dir / notebook.name
-        given = plan.per_notebook[notebook]
-        entry = {"stage": stage, "notebook": output.name,
-                 "parameters": effective_parameters(notebook, given), "status": STATUS_RUNNING,
-                 "started": _dt.datetime.now().isoformat(timespec="seconds")}
-        manifest["stages"].append(entry)
-        write_json(run_dir / MANIFEST, manifest)
-        started = time.perf_counter()
-        try:
-            with _kernel_environment():
-                papermill.execute_notebook(
-                    str(notebook),
-                    str(output),
-                    parameters={**given, "run_dir": str(run_dir.resolve())},
-                    cwd=str(notebook.parent),
-                    kernel_name=kernel_name,
-                    progress_bar=progress,
-                    request_save_on_cell_execute=True,
-                )
-        except papermill.PapermillExecutionError as exc:
-            line = _failing_cell(output, exc.exec_count)
-            entry.update(status=STATUS_FAILED, seconds=round(time.perf_counter() - started, 1),
-                         error=f"{exc.ename}: {exc.evalue}", cell=exc.exec_count,
-                         cell_index=exc.cell_index, cell_code=line)
-            write_json(run_dir / MANIFEST, manifest)
-            raise MlclfError(
-                f"stage {stage} failed in cell [{exc.exec_count}]"
-                + (f" ({line})" if line else "") + f" with {exc.ename}: {exc.evalue}\n"
-                f"  -> the executed notebook with the traceback is {output}\n"
-                f"  -> after fixing it: {hint}"
-            ) from None
-        except KeyboardInterrupt:
-            entry.update(status=STATUS_INTERRUPTED, seconds=round(time.perf_counter() - started, 1))
-            write_json(run_dir / MANIFEST, manifest)
-            raise
-        except Exception as exc:  # a dead kernel, a cell timeout: same record, same advice
-            entry.update(status=STATUS_FAILED, seconds=round(time.perf_counter() - started, 1),
-                         error=f"{type(exc).__name__}: {exc}")
-            write_json(run_dir / MANIFEST, manifest)
-            raise MlclfError(
-                f"stage {stage} stopped with {type(exc).__name__}: {exc}\n"
-                f"  -> the notebook as far as it got is {output}\n"
-                f"  -> to try again: {hint}"
-            ) from exc
-        entry.update(status=STATUS_OK, seconds=round(time.perf_counter() - started, 1))
-        write_json(run_dir / MANIFEST, manifest)
+    hint = _resume_hint(run_dir)
+    from .train import PROGRESS_FILE_ENV
+
+    scratch = Path(tempfile.mkdtemp(prefix="mlclf-progress-"))
+    try:
+        for number, notebook in enumerate(plan.selected, start=1):
+            _execute_stage(plan, run_dir, manifest, notebook, f"[{number}/{len(plan.selected)}]",
+                           hint, scratch / f"{notebook.stem}.jsonl", kernel_name=kernel_name,
+                           progress=progress, progress_env=PROGRESS_FILE_ENV)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return run_dir
+
+
+def _execute_stage(plan: RunPlan, run_dir: Path, manifest: dict, notebook: Path, counter: str,
+                   hint: str, progress_file: Path, *, kernel_name, progress: bool,
+                   progress_env: str) -> None:
+    """One stage: announced by name, executed by papermill, recorded in the manifest."""
+    import papermill
+
+    stage = notebook.stem
+    print(f"{counter} {stage}", file=sys.stderr, flush=True)
+    output = run_dir / notebook.name
+    given = plan.per_notebook[notebook]
+    entry = {"stage": stage, "notebook": output.name,
+             "parameters": effective_parameters(notebook, given), "status": STATUS_RUNNING,
+             "started": _dt.datetime.now().isoformat(timespec="seconds")}
+    manifest["stages"].append(entry)
+    write_json(run_dir / MANIFEST, manifest)
+    started = time.perf_counter()
+    kernel_log = run_dir / f"{stage}{KERNEL_LOG_SUFFIX}"
+
+    def interrupted(cell):
+        entry.update(status=STATUS_INTERRUPTED, seconds=round(time.perf_counter() - started, 1),
+                     cell=cell)
+        write_json(run_dir / MANIFEST, manifest)
+        return RunInterrupted(f"interrupted during {stage}"
+                              + (f" (cell {cell})" if cell is not None else "")
+                              + f"; resume with {hint}")
+
+    try:
+        with _kernel_environment(**{progress_env: str(progress_file)}), \
+                _TrainingProgress(progress_file, progress):
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters={**given, "run_dir": str(run_dir.resolve())},
+                cwd=str(notebook.parent),
+                kernel_name=kernel_name,
+                progress_bar={"desc": f"  {stage} cells"} if progress else False,
+                request_save_on_cell_execute=True,
+                config=_kernel_config(),
+                kernel_manager_class=_kernel_manager_class(kernel_log),
+            )
+    except papermill.PapermillExecutionError as exc:
+        if exc.ename == "KeyboardInterrupt":  # the kernel had the Ctrl-C first
+            raise interrupted(exc.exec_count) from None
+        line = _failing_cell(output, exc.exec_count)
+        entry.update(status=STATUS_FAILED, seconds=round(time.perf_counter() - started, 1),
+                     error=f"{exc.ename}: {exc.evalue}", cell=exc.exec_count,
+                     cell_index=exc.cell_index, cell_code=line)
+        write_json(run_dir / MANIFEST, manifest)
+        raise MlclfError(
+            f"stage {stage} failed in cell [{exc.exec_count}]"
+            + (f" ({line})" if line else "") + f" with {exc.ename}: {exc.evalue}\n"
+            f"  -> the executed notebook with the traceback is {output}\n"
+            f"  -> after fixing it: {hint}"
+        ) from None
+    except KeyboardInterrupt:
+        raise interrupted(_running_cell(output)) from None
+    except Exception as exc:  # a dead kernel, a cell timeout: same record, same advice
+        entry.update(status=STATUS_FAILED, seconds=round(time.perf_counter() - started, 1),
+                     error=f"{type(exc).__name__}: {exc}")
+        write_json(run_dir / MANIFEST, manifest)
+        raise MlclfError(
+            f"stage {stage} stopped with {type(exc).__name__}: {exc}\n"
+            f"  -> the notebook as far as it got is {output}\n"
+            f"  -> to try again: {hint}"
+        ) from exc
+    finally:
+        if kernel_log.exists() and not kernel_log.stat().st_size:
+            kernel_log.unlink()  # the kernel had nothing to say
+    entry.update(status=STATUS_OK, seconds=round(time.perf_counter() - started, 1))
+    write_json(run_dir / MANIFEST, manifest)
+    print(f"{counter} {stage} ok ({entry['seconds']} s)", file=sys.stderr, flush=True)
+    if stage == "01_preprocess":
+        from .preprocess import dropped_rows_warning
+
+        warning = dropped_rows_warning(run_dir)
+        if warning:
+            print(warning, file=sys.stderr)

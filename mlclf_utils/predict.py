@@ -113,7 +113,7 @@ class Classifier:
 
     def __init__(self, model, tokenizer, labels, thresholds, *, max_length: int,
                  cleaning: CleaningConfig | None = None, source: str | Path | None = None,
-                 bf16: bool = False):
+                 bf16: bool = False, calibration: dict | None = None):
         self.bf16 = bool(bf16)  # bf16 autocast: pays off on CPUs with AVX512-BF16/AMX
         self.model = model
         self.tokenizer = tokenizer
@@ -125,6 +125,11 @@ class Classifier:
         self.max_length = _positive_int("max_length", max_length)
         self.cleaning = cleaning
         self.source = Path(source) if source is not None else None
+        if calibration is not None:
+            from .calibration import apply_calibration
+
+            apply_calibration(calibration, np.full((1, len(self.labels)), 0.5), self.labels)
+        self.calibration = calibration
 
     def __repr__(self) -> str:
         return (f"Classifier({len(self.labels)} labels, max_length={self.max_length}, "
@@ -141,7 +146,8 @@ class Classifier:
         info = read_bundle(bundle_dir)
         model, tokenizer = _load_model(info.path, quantize=quantize, threads=threads)
         return cls(model, tokenizer, info.labels, info.thresholds, max_length=info.max_length,
-                   cleaning=info.cleaning, source=info.path, bf16=bf16)
+                   cleaning=info.cleaning, source=info.path, bf16=bf16,
+                   calibration=info.calibration)
 
     @classmethod
     def from_model_dir(cls, model_dir, *, thresholds=None, cleaning: CleaningConfig | None = None,
@@ -150,8 +156,8 @@ class Classifier:
         """03's model folder, for evaluating before a bundle exists.
 
         Defaults suit texts from 02's dataset, which are cleaned already: no cleaning,
-        thresholds 0.5, and ``max_length`` from ``hyperparameters.json`` (else the model's
-        limit). ``thresholds`` may be a dict label -> value or a sequence in label order.
+        thresholds 0.5, and ``max_length`` by ``models.trained_max_length`` (01's, as 03
+        recorded it). ``thresholds`` may be a dict label -> value or a sequence in label order.
         """
         path = Path(model_dir)
         if not (path / "config.json").is_file():
@@ -171,10 +177,9 @@ class Classifier:
         else:
             values = list(thresholds)
         if max_length is None:
-            hyper = path / "hyperparameters.json"
-            saved = json.loads(hyper.read_text()).get("max_length") if hyper.is_file() else None
-            limit = getattr(model.config, "max_position_embeddings", None) or 512
-            max_length = min(saved, limit) if isinstance(saved, int) else limit
+            from .models import trained_max_length
+
+            max_length = trained_max_length(path, model.config)  # the same rule as 05's Explainer
         return cls(model, tokenizer, labels, values, max_length=max_length, cleaning=cleaning,
                    source=path)
 
@@ -221,7 +226,8 @@ class Classifier:
 
     def predict_proba(self, texts, *, batch_size: int = DEFAULT_BATCH_SIZE,
                       progress: bool = False) -> np.ndarray:
-        """(N, K) float32 sigmoid probabilities, rows in input order, column k = labels[k]."""
+        """(N, K) float32 probabilities, rows in input order, column k = labels[k]: the sigmoid
+        outputs, through the bundle's per-label calibration when it has one."""
         import torch
 
         texts = check_texts(texts)
@@ -242,6 +248,10 @@ class Classifier:
                 input_ids, mask = self._pad([encoded[i] for i in rows])
                 logits = self.model(input_ids=input_ids, attention_mask=mask).logits
                 probabilities[rows] = torch.sigmoid(logits.float()).numpy()
+        if self.calibration is not None:
+            from .calibration import apply_calibration
+
+            probabilities = apply_calibration(self.calibration, probabilities).astype(np.float32)
         return probabilities
 
     def predict(self, texts, *, batch_size: int = DEFAULT_BATCH_SIZE,

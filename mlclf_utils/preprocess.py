@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import splitting
 from .cleaning import CleaningConfig
 from .errors import MlclfError, ParameterError
 from .labels import LabelMap
 from .models import DEFAULT_MODEL
 from .runs import read_json, stage_dir, write_json
+from .sources import EMPTY_POLICIES
 
 STAGE = "01_preprocess"
 TABLE_FILE = "processed.parquet"
@@ -24,6 +26,15 @@ LABEL_MAP_FILE = "label_map.json"
 CONFIG_FILE = "preprocess_config.json"
 REPORT_FILE = "preprocess_report.json"
 FIGURES_DIR = "figures"
+DROPPED_ROWS_FILE = "quality/dropped_rows.csv"
+# Why a row was dropped, in the order 01 drops them, and how the warning says it.
+DROP_REASONS = {
+    "empty text": "with an empty text",
+    "no labels": "without labels",
+    "empty after cleaning": "empty after cleaning",
+    "all labels rare": "whose labels were all rare",
+    "all labels absent from train": "whose labels were all absent from the given train split",
+}
 LABEL_CASES = ("lower", "upper", "keep")
 
 
@@ -47,6 +58,8 @@ class PreprocessConfig:
     split_proportions: tuple = (0.8, 0.1, 0.1)
     model_name: str = DEFAULT_MODEL
     max_length: int = 128
+    split_column: str | None = None
+    split_values: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def positive_int(name, value, allow_none=False):
@@ -65,13 +78,43 @@ class PreprocessConfig:
             raise ParameterError("label_case", self.label_case, f"choose one of {LABEL_CASES}")
         if not isinstance(self.label_sep, str) or not self.label_sep:
             raise ParameterError("label_sep", self.label_sep, "must be a non-empty string")
+        for name in ("on_empty_text", "on_empty_labels"):
+            if getattr(self, name) not in EMPTY_POLICIES:
+                raise ParameterError(name, getattr(self, name), f"choose one of {EMPTY_POLICIES}")
         props = self.split_proportions
         if (not isinstance(props, (list, tuple)) or len(props) != 3
                 or not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in props)):
             raise ParameterError("split_proportions", props,
                                  "must be three numbers: train, validation, test")
-        self.split_proportions = tuple(float(p) for p in props)
+        # The split's own check (each > 0, the sum is 1), here so that it fails before any work.
+        self.split_proportions = splitting._check_proportions(props)
         self.cleaning_config  # validates the cleaning switches early
+        self._check_given_split()
+
+    def _check_given_split(self) -> None:
+        """split_column and split_values, checked before any work (and by the runner)."""
+        column, mapping = self.split_column, self.split_values
+        if column is not None and (not isinstance(column, str) or not column.strip()):
+            raise ParameterError("split_column", column, "must be a column name or None")
+        if not isinstance(mapping, dict):
+            raise ParameterError("split_values", mapping,
+                                 "must be a mapping {value: 'train'|'validation'|'test'}")
+        if mapping and column is None:
+            raise ParameterError("split_values", mapping, "is used only with a split_column")
+        bad = {k: v for k, v in mapping.items() if v not in splitting.SPLITS}
+        if bad:
+            raise ParameterError("split_values", mapping,
+                                 f"every value must be one of {splitting.SPLITS}; not {bad}")
+        if mapping and not {"train", "test"} <= set(mapping.values()):
+            raise ParameterError("split_values", mapping,
+                                 "must map some value to 'train' and some to 'test' "
+                                 "(validation, if absent, is carved out of train)")
+
+    def with_values(self, **values) -> "PreprocessConfig":
+        """A copy with some values changed, checked again (01 adds the given-split ones)."""
+        import dataclasses
+
+        return dataclasses.replace(self, **values)
 
     @property
     def cleaning_config(self) -> CleaningConfig:
@@ -90,6 +133,7 @@ class PreprocessConfig:
         values = asdict(self)
         values["split_proportions"] = list(self.split_proportions)
         values["cleaning"] = self.cleaning_config.to_dict()
+        values["split_values"] = {str(k): v for k, v in self.split_values.items()}
         return values
 
 
@@ -125,6 +169,13 @@ def save_artifacts(
     tmp.replace(paths["table"])
     label_map.to_json(paths["label_map"])
     write_json(paths["config"], config.to_dict())
+    dropped = dropped_rows(reports, quality, split_report)
+    paths["dropped_rows"] = out / DROPPED_ROWS_FILE
+    paths["dropped_rows"].parent.mkdir(exist_ok=True)
+    dropped.to_csv(paths["dropped_rows"], index=False)
+    reports = {**reports, "dropped_rows": {
+        "count": int(len(dropped)), "file": DROPPED_ROWS_FILE,
+        "by_reason": {reason: int(n) for reason, n in dropped["reason"].value_counts(sort=False).items()}}}
     write_json(paths["report"], reports)
     if quality is not None:
         tables = {
@@ -151,3 +202,54 @@ def load_artifacts(run_dir: str | Path) -> tuple[pd.DataFrame, LabelMap, dict]:
     table = pd.read_parquet(folder / TABLE_FILE)
     table["labels"] = table["labels"].map(list)
     return table, LabelMap.from_json(folder / LABEL_MAP_FILE), read_json(folder / CONFIG_FILE)
+
+
+# The values 01 chooses that later stages read from its preprocess_config.json rather than
+# take as parameters of their own (issue 11): 03 trains, and 04 and 05 infer, on 01's tokens.
+SHARED_SETTINGS = ("model_name", "max_length")
+
+
+def shared_settings(run_dir: str | Path) -> dict:
+    """01's ``model_name`` and ``max_length``, as the run's preprocess_config.json records them."""
+    config = read_json(stage_dir(run_dir, STAGE, create=False) / CONFIG_FILE)
+    return {name: config.get(name) for name in SHARED_SETTINGS}
+
+
+def dropped_rows(reports: dict, quality=None, split_report=None) -> pd.DataFrame:
+    """Every row 01 dropped, with why: the source's empty rows (``on_empty_*="drop"``), texts
+    that cleaning emptied, and rows left without a label once rare labels were removed."""
+    source = reports.get("source") or {}
+    cleaning = reports.get("cleaning") or {}
+    records = [(i, "empty text") for i in source.get("dropped_ids_empty_text", [])]
+    records += [(i, "no labels") for i in source.get("dropped_ids_empty_labels", [])]
+    records += [(i, "empty after cleaning") for i in cleaning.get("empty_after_cleaning_ids", [])]
+    if quality is not None:
+        if quality.drop_empty:
+            records += [(i, "no labels") for i in quality.empty_rows]
+        records += [(i, "all labels rare") for i in quality.emptied_rows]
+    if split_report is not None:
+        records += [(i, "all labels absent from train")
+                    for i in getattr(split_report, "rows_emptied", [])]
+    return pd.DataFrame(records, columns=["source_id", "reason"])
+
+
+def dropped_rows_warning(run_dir: str | Path) -> str | None:
+    """One line for the notebook and the runner when 01 dropped rows; None when it dropped none."""
+    folder = Path(run_dir) / STAGE
+    report = read_json(folder / REPORT_FILE).get("dropped_rows") or {}
+    if not report.get("count"):
+        return None
+    parts = ", ".join(f"{n} {DROP_REASONS.get(reason, reason)}"
+                      for reason, n in report["by_reason"].items())
+    count = report["count"]
+    return (f"warning: {STAGE} dropped {count} row{'s' if count != 1 else ''} ({parts}); "
+            f"their ids are listed in {folder / report['file']}")
+
+
+def report_dropped_rows(run_dir: str | Path) -> None:
+    """Print the warning (on stderr, so that it stands out) if 01 dropped rows."""
+    import sys
+
+    line = dropped_rows_warning(run_dir)
+    if line:
+        print(line, file=sys.stderr)

@@ -62,7 +62,7 @@ CONTAINER_REQUIREMENTS = (
 
 _GPU_INSTANCE_RE = re.compile(r"^ml\.(p|g)[a-z0-9-]*\.[a-z0-9]+$")
 _ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
-_JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _CHANNEL_RE = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 
 
@@ -232,7 +232,7 @@ def build_estimator(
     if distribution is not None and distribution not in DISTRIBUTIONS:
         raise ParameterError("distribution", distribution,
                              f"choose None (one process) or one of {sorted(DISTRIBUTIONS)}")
-    if not isinstance(base_job_name, str) or not _JOB_NAME_RE.match(base_job_name):
+    if not isinstance(base_job_name, str) or not JOB_NAME_RE.match(base_job_name):
         raise ParameterError("base_job_name", base_job_name,
                              "letters, digits and single hyphens, at most 63 characters")
     for name, uri in (("output_path", output_path), ("checkpoint_s3_uri", checkpoint_s3_uri)):
@@ -306,7 +306,7 @@ def submit_training_job(estimator: HuggingFace, channels: dict[str, str], *, wai
         raise ParameterError("channels", sorted(channels),
                              f"train.py reads SM_CHANNEL_TRAIN and SM_CHANNEL_VALIDATION; "
                              f"missing {needed}")
-    if job_name is not None and not _JOB_NAME_RE.match(job_name):
+    if job_name is not None and not JOB_NAME_RE.match(job_name):
         raise ParameterError("job_name", job_name,
                              "letters, digits and single hyphens, at most 63 characters")
     estimator.fit(dict(channels), wait=wait, job_name=job_name)

@@ -41,6 +41,7 @@ FIRST_STAGE, LAST_STAGE = "03_train", "04_evaluate"
 # train one more plain baseline per combination; and a combination's 04 presents no sweep.
 SWEEP_DEFAULTS = {"plain_baseline": False, "sweep_dir": False}
 SELECTION_METRIC = "validation_macro_f1"
+BACKENDS = ("local", "sagemaker")
 N_RARE_LABELS = 3
 
 
@@ -220,6 +221,8 @@ def run_sweep(
     base: str | Path | None = None,
     jobs: int = 1,
     progress: bool = True,
+    backend: str = "local",
+    job_prefix: str | None = None,
 ) -> Path:
     """Run 03-04 for every combination of ``grid``; return the sweep directory.
 
@@ -227,26 +230,42 @@ def run_sweep(
     base. A failed combination is recorded with its log and error; the rest still run, and the
     comparison covers those that finished. Raises ``SweepFailed`` at the end if any failed.
     Ctrl-C stops the running combinations, cancels the rest and records both in sweep.json.
+
+    ``backend="sagemaker"`` trains each combination as a SageMaker job of its own (03 with
+    ``mode="sagemaker"``, named ``<job_prefix>-NN``), waits for it, and evaluates it here
+    with 04, so the comparison is the same as for local combinations.
     """
     from tqdm.auto import tqdm
 
+    from . import sagemaker_training
     from .pipeline import check_reusable, run_pipeline
 
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ParameterError("--jobs", jobs, "must be a positive integer")
+    if backend not in BACKENDS:
+        raise ParameterError("--backend", backend, f"choose one of {list(BACKENDS)}")
     params = dict(params or {})
+    remote = {"mode": "sagemaker"} if backend == "sagemaker" else {}
     if base is not None:
         base = Path(base)
         if not base.is_dir():
             raise ParameterError("--base", str(base), "no such run directory")
         check_reusable(base, list(STAGES[:STAGES.index(FIRST_STAGE)]))
-    combos = check_sweep(grid, params, base)
+        if remote:
+            sagemaker_training.check_channels(base)
+    elif remote and not params.get("s3_uri"):
+        raise ParameterError("s3_uri", None, "a sagemaker sweep trains on S3 channels: pass "
+                             "-p s3_uri s3://bucket/prefix for 02, or a --base whose 02 had one")
+    combos = check_sweep(grid, {**params, **remote}, base)
     if base is None:
         base = run_pipeline(params, last=STAGES[STAGES.index(FIRST_STAGE) - 1], progress=progress)
     fingerprint = data_fingerprint(base)
     rare = rarest_labels(base)
 
-    sweep_dir = runs_root() / SWEEPS_DIR / new_run_id()
+    sweep_id = new_run_id()
+    job_names = (sagemaker_training.sweep_job_names(job_prefix or f"mlclf-sweep-{sweep_id}",
+                                                   len(combos)) if remote else [None] * len(combos))
+    sweep_dir = runs_root() / SWEEPS_DIR / sweep_id
     sweep_dir.mkdir(parents=True)
     (sweep_dir / "logs").mkdir()
     (sweep_dir / "parameters").mkdir()
@@ -258,22 +277,26 @@ def run_sweep(
         "grid": grid,
         "parameters": params,
         "jobs": jobs,
+        "backend": backend,
         "stages": [FIRST_STAGE, LAST_STAGE],
         "selection_metric": SELECTION_METRIC,
         "rare_labels": rare,
         "combinations": [],
     }
     work = []
-    for index, combo in enumerate(combos, start=1):
+    for index, (combo, job_name) in enumerate(zip(combos, job_names), start=1):
         name = combination_name(index, combo)
-        values = {**SWEEP_DEFAULTS, **params, **combo}
+        values = {**SWEEP_DEFAULTS, **params, **combo, **remote}
+        if job_name:
+            values["job_name"] = job_name
         config = sweep_dir / "parameters" / f"{name}.json"
         config.write_text(json.dumps(values, indent=2, allow_nan=False) + "\n")  # JSON is YAML
         command = [sys.executable, "-m", "mlclf_utils", "run", "--resume", str(base.resolve()),
                    "--from", FIRST_STAGE, "--to", LAST_STAGE, "--run-dir", str(sweep_dir / name),
                    "--config", str(config), "--no-progress"]
         info["combinations"].append({"name": name, "values": combo, "status": "pending",
-                                     "log": f"logs/{name}.log", "command": command})
+                                     "log": f"logs/{name}.log", "command": command,
+                                     **({"training_job_name": job_name} if job_name else {})})
         work.append((info["combinations"][-1], command, sweep_dir / "logs" / f"{name}.log"))
     write_json(sweep_dir / SWEEP_FILE, info)
 
@@ -381,6 +404,8 @@ def compare(sweep_dir: str | Path) -> pd.DataFrame:
             for label in rare:
                 row[f"recall[{label}]"] = per_class.loc[label, "recall"]
                 row[f"precision[{label}]"] = per_class.loc[label, "precision"]
+        if entry.get("training_job_name"):
+            row["training_job"] = entry["training_job_name"]
         row["minutes"] = round(entry["seconds"] / 60, 1) if entry.get("seconds") else None
         row["error"] = entry.get("error")
         rows.append(row)
@@ -454,10 +479,9 @@ def _finished(table: pd.DataFrame) -> pd.DataFrame:
 
 def plot_f1(table: pd.DataFrame, path=None):
     """Macro- and micro-F1 on test, and validation macro-F1 (the selection metric), per run."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    from .figures import pyplot, save_figure
 
-    from .explore import save_figure
+    plt, sns = pyplot()
 
     done = _finished(table)
     names = _labels_for_plot(done, _grid_names(table))
@@ -483,10 +507,9 @@ def plot_f1(table: pd.DataFrame, path=None):
 
 def plot_rare_labels(table: pd.DataFrame, path=None):
     """Recall and precision of the rarest labels: the ones class weights exist for."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    from .figures import pyplot, save_figure
 
-    from .explore import save_figure
+    plt, sns = pyplot()
 
     done = _finished(table)
     names = _labels_for_plot(done, _grid_names(table))

@@ -205,8 +205,8 @@ def sweep_evidence(run_dir) -> tuple[pd.DataFrame | None, str]:
 
     columns = ["pos_weight_strategy", "validation_macro_f1", "test_macro_f1", "test_macro_f1_at_0.5"]
     found = sweep.find_sweep(run_dir)
-    if found is not None:
-        table, info = sweep.load(found)
+    table, info = sweep.load(found) if found is not None else (None, {})
+    if table is not None and "pos_weight_strategy" in table.columns:  # a sweep over strategies
         shown = sweep.summary(table)
         return shown[[c for c in columns if c in shown.columns]], \
             f"sweep {info.get('sweep_id', found.name)} on this run's data ({found})"

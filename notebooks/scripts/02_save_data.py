@@ -1,4 +1,4 @@
-# %% [markdown] tags=[]
+# %% [markdown]
 # # 02 · Save the data: a Hugging Face `DatasetDict`, locally and on S3
 #
 # This stage turns the table from `01_preprocess` into the format the trainer reads: a
@@ -29,12 +29,13 @@ except ModuleNotFoundError:
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these).
-run_dir = None     # type: str|None  None: the latest run started by 01_preprocess
+run_dir = None     # type: str|None  None: the run your 01 started by hand (papermill: the latest); a new one if 02 ran there
 s3_uri = None      # type: str|None  e.g. "s3://my-bucket/mlclf/debtags"; None keeps the data local
 
-# %% tags=[]
+# %%
 from mlclf_utils import dataset, preprocess, runs, s3
 
+runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
 if s3_uri:
     s3.parse_s3_uri(s3_uri)  # a malformed URI fails here, before any work
 run_dir = runs.resolve_run_dir(run_dir, dataset.STAGE)
@@ -42,42 +43,42 @@ out_dir = runs.stage_dir(run_dir, dataset.STAGE)
 table, label_map, preprocess_config = preprocess.load_artifacts(run_dir)
 print("run directory:", run_dir.name, "| labels:", len(label_map), "| rows:", len(table))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 1 · Build the `DatasetDict`
 
-# %% tags=[]
+# %%
 dataset_dict = dataset.build_dataset_dict(table, label_map)
 dataset_dict
 
-# %% tags=[]
+# %%
 example = dataset_dict["train"][0]
 print(example["text"][:200])
 print("labels:", label_map.from_multi_hot([example["labels"]])[0])
 print("multi-hot:", example["labels"])
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 2 · Class statistics
 #
 # Positives per label and split. Stage 03 derives the per-class positive weights from the **train**
 # column only: the validation and test splits must not leak into training choices.
 
-# %% tags=[]
+# %%
 class_stats = dataset.class_statistics(table, label_map)
 dataset.class_statistics_table(class_stats)
 
-# %% tags=[]
+# %%
 # NBVAL_CHECK_OUTPUT
 class_stats["rows"]
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 3 · Save locally
 
-# %% tags=[]
+# %%
 dataset_dir = dataset.save_dataset(dataset_dict, out_dir, label_map=label_map,
                                    class_stats=class_stats, preprocess_config=preprocess_config)
 sorted(p.name for p in (dataset_dir / "train").iterdir())
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 4 · Upload to S3 (optional)
 #
 # With `s3_uri` set, each split goes to `s3://bucket/prefix/<split>/`, and the upload is verified by
@@ -85,12 +86,12 @@ sorted(p.name for p in (dataset_dir / "train").iterdir())
 # from the standard AWS chain (environment, shared config, or the instance role in SageMaker Studio);
 # this notebook never reads or prints them.
 
-# %% tags=[]
+# %%
 channels = {split: str(dataset_dir / split) for split in dataset.SPLITS}
 if s3_uri:
     channels = s3.upload_dataset_channels(dataset_dir, s3_uri)
 runs.write_json(out_dir / "channels.json", channels)
 channels
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # Next: `03_train` reads `train` and `validation` from these channels.

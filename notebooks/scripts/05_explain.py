@@ -1,4 +1,4 @@
-# %% [markdown] tags=[]
+# %% [markdown]
 # # 05 · Explain: integrated gradients on the mistakes, over-fitted tokens, hard negatives
 #
 # Metrics say *how often* the model is wrong; explanations say *why*. This notebook takes the false
@@ -36,7 +36,7 @@ except ModuleNotFoundError:
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these).
-run_dir = None            # type: str|None  None: the latest run
+run_dir = None            # type: str|None  None: the run your 01 started by hand (papermill: the latest); a new one if 05 ran there
 n_classes = 6             # type: int  explain the classes with the most test errors (FP + FN)
 n_per_kind = 3            # type: int  false positives and false negatives explained per class
 n_steps = 50              # type: int  integration steps of integrated gradients
@@ -45,7 +45,7 @@ max_pairs = 8             # type: int  suspicious (class, word) pairs turned int
 oversample_factor = 3     # type: int  each hard negative appears this many times in the retrain set
 retrain = True            # type: bool  retrain with the hard negatives and compare (one more training run)
 
-# %% tags=[]
+# %%
 import json
 
 import numpy as np
@@ -55,6 +55,7 @@ from IPython.display import display
 from mlclf_utils import (attributions, dataset, evaluation, hard_negatives, misclassifications,
                          runs, token_audit, train)
 
+runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
 run_dir = runs.resolve_run_dir(run_dir, "05_explain")
 out_dir = runs.stage_dir(run_dir, "05_explain")
 figures = out_dir / "figures"
@@ -67,10 +68,10 @@ explainer = attributions.Explainer.from_model_dir(model_dir, n_steps=n_steps,
                                                   internal_batch_size=internal_batch_size)
 print("run directory:", run_dir.name, "| test texts with an error:", int((errors["n_errors"] > 0).sum()))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 1 · Explain the mistakes of the classes with the most errors
 
-# %% tags=[]
+# %%
 counts = {label: (errors["false_positives"].map(lambda xs: label in xs).sum(),
                   errors["false_negatives"].map(lambda xs: label in xs).sum()) for label in label_map.labels}
 weakest = sorted(label_map.labels, key=lambda l: -(counts[l][0] + counts[l][1]))[:n_classes]
@@ -87,18 +88,18 @@ table.to_parquet(out_dir / "attributions.parquet")
 print("explanations with a convergence delta above tolerance:",
       sum(not e.delta_ok for e in explanations), "of", len(explanations))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # Red words pushed the probability of the label up, blue words pushed it down. For a **false positive**
 # (title says `fp`), the red words are what fooled the model; for a **false negative**, look for the
 # evidence the model ignored.
 
-# %% tags=[]
+# %%
 attributions.plot_attributions(explanations[:6], figures / "attributions.png");
 
-# %% tags=[]
+# %%
 attributions.captum_html(explanations[:6])
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 2 · The over-fitted token audit
 #
 # Across all explanations, for each class: the words' mean positive attribution toward the class, how
@@ -107,7 +108,7 @@ attributions.captum_html(explanations[:6])
 # combine a high attribution, a high lift and at least one false positive they drove are flagged as
 # shortcut candidates.
 
-# %% tags=[]
+# %%
 audit = token_audit.audit_tokens(explanations, train_split["text"],
                                  label_map.from_multi_hot(np.asarray(train_split["labels"]) > 0.5),
                                  kinds=kinds)
@@ -117,13 +118,13 @@ display(token_audit.top_tokens_per_class(audit, n=3))
 print(f"{len(suspicious)} suspicious (class, word) pairs")
 token_audit.plot_top_tokens(audit, figures / "top_tokens.png");
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 3 · Hard negatives
 #
 # For each suspicious (class, word) pair, the training texts that contain the word but do not carry the
 # class. They are the counter-examples the model needs to stop treating the word as the label.
 
-# %% tags=[]
+# %%
 pairs = list(suspicious.reset_index()[["class", "token"]].itertuples(index=False, name=None))[:max_pairs]
 train_label_sets = label_map.from_multi_hot(np.asarray(train_split["labels"]) > 0.5)
 negatives = hard_negatives.find_hard_negatives(train_split["text"], train_label_sets,
@@ -132,13 +133,13 @@ hard_negatives.save_hard_negatives(negatives, out_dir / "hard_negatives.csv")
 print(f"{len(negatives)} hard negatives for {len(pairs)} pairs")
 negatives.head(10)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 4 · Retrain with the hard negatives oversampled
 #
 # The same recipe as 03, on a training split where every hard negative appears `oversample_factor`
 # times. Both models are evaluated the same way: thresholds tuned on validation, metrics on test.
 
-# %% tags=[]
+# %%
 if retrain and len(negatives):
     augmented = hard_negatives.oversampled_train_split(
         data_dir / "train", negatives["source_id"].unique(), out_dir / "retrain" / "train",
@@ -158,7 +159,17 @@ if retrain and len(negatives):
 else:
     print("retrain skipped:", "retrain=False" if not retrain else "no hard negatives found")
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # Oversampling negatives is a blunt tool: it can lower a class's recall along with its false positives,
 # and `pos_weight` is recomputed on the augmented split. Read precision and recall together, and prefer
 # adding *new* counter-examples to the data when you can.
+
+# %% [markdown]
+# ## 5 · Sanity check
+#
+# What was explained and whether every explanation converged, as names, counts and booleans only: the
+# test suite (nbval) compares this cell's output with its reference.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(attributions.explanation_summary(explanations, kinds, delta_tolerance=explainer.delta_tolerance))

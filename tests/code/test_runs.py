@@ -16,9 +16,29 @@ def test_each_new_run_gets_its_own_directory_and_latest_follows(runs_root):
 
 def test_stage_01_without_run_dir_starts_a_new_run_and_later_stages_reuse_it(runs_root):
     run = runs.resolve_run_dir(None, "01_preprocess")
+    folder = runs.stage_dir(run, "01_preprocess")
+    for name in runs.STAGE_OUTPUTS["01_preprocess"]:
+        (folder / name).write_text("x")
     assert runs.resolve_run_dir(None, "02_save_data") == run
+    for stage in ("02_save_data", "03_train", "04_evaluate"):
+        (run / stage).mkdir()
+    (run / "02_save_data" / "channels.json").write_text("{}")
     assert runs.resolve_run_dir(None, "05_explain") == run
     assert runs.resolve_run_dir(None, "01_preprocess") != run
+
+
+def test_a_later_stage_refuses_a_run_whose_previous_stage_did_not_finish(runs_root, tmp_path):
+    run = runs.resolve_run_dir(None, "01_preprocess")
+    with pytest.raises(MlclfError, match=r"your run's 01_preprocess did not finish "
+                                         r"\(status not run\)"):
+        runs.resolve_run_dir(None, "02_save_data")
+    (run / "01_preprocess" / "figures").mkdir(parents=True)
+    with pytest.raises(MlclfError, match=r"\(status incomplete: no 01_preprocess/processed.parquet\)"):
+        runs.resolve_run_dir(run, "02_save_data")
+    runs.write_json(run / runs.MANIFEST, {"stages": [{"stage": "01_preprocess", "status": "interrupted"}]})
+    with pytest.raises(MlclfError, match=r"the run's 01_preprocess did not finish \(status interrupted\)"):
+        runs.resolve_run_dir(run, "02_save_data")
+    assert not (run / "02_save_data").exists()
 
 
 def test_later_stage_without_any_run_says_to_run_01(runs_root):
@@ -61,3 +81,17 @@ def test_manifest_helpers():
 def test_write_json_turns_nan_into_null(tmp_path):
     path = runs.write_json(tmp_path / "r.json", {"auc": float("nan"), "x": [np.float64("inf"), 1.5]})
     assert json.loads(path.read_text()) == {"auc": None, "x": [None, 1.5]}
+
+
+def test_a_batch_run_never_moves_the_pointer_of_a_run_stepped_through_by_hand(runs_root):
+    mine = runs.resolve_run_dir(None, "01_preprocess")   # by hand (no papermill here)
+    batch = runs.new_run_dir()                           # what the runner does
+    assert runs.latest_run_dir() == batch and runs.session_run_dir() == mine
+
+
+def test_the_advice_for_a_stage_that_ran_never_says_run_dir_none_for_a_given_run(tmp_path):
+    (tmp_path / "03_train").mkdir()
+    (tmp_path / "03_train" / "x").write_text("x")
+    with pytest.raises(MlclfError) as info:
+        runs.stage_dir(tmp_path, "03_train")
+    assert f"python -m mlclf_utils run --resume {tmp_path} --from 03 --to 03" in str(info.value)

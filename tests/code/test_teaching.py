@@ -143,3 +143,19 @@ def test_strategy_weights_read_the_rarest_labels_lowest():
     assert table["reads_at (ratio)"].iloc[0] == pytest.approx(1 / (1 + 70 / 5))
     assert (table["reads_at (ratio)"] <= table["reads_at (sqrt)"]).all()
     assert isinstance(table, pd.DataFrame)
+
+
+def test_sweep_evidence_ignores_a_sweep_that_did_not_vary_the_strategy(monkeypatch, tmp_path):
+    """A sweep over, say, learning rates says nothing about damping: fall back to the benchmark."""
+    import pandas as pd
+
+    from mlclf_utils import sweep
+
+    found = tmp_path / "sweeps" / "s1"
+    monkeypatch.setattr(sweep, "find_sweep", lambda run_dir, sweep_dir=None: found)
+    table = pd.DataFrame({"learning_rate": [1e-4], "status": ["ok"], "validation_macro_f1": [0.5]},
+                         index=pd.Index(["c01"], name="combination"))
+    monkeypatch.setattr(sweep, "load", lambda path: (table, {"sweep_id": "s1"}))
+    evidence, source = teaching.sweep_evidence(tmp_path / "run")
+    assert "committed benchmark" in source and "s1" not in source
+    assert evidence is not None and "pos_weight_strategy" in evidence.columns

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlclf_utils import debtags
+from mlclf_utils import apt_lists, debtags
 from mlclf_utils.errors import ParameterError, SetupError
 
 # Three lists in apt's order: the main archive, -updates, -security (which has no tags).
@@ -231,28 +231,99 @@ def test_default_labels_are_sorted_unique_and_describe_content():
 
 
 def test_missing_lists_raise_setup_error_with_the_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(debtags, "find_list_files", lambda: {})
+    monkeypatch.setattr(apt_lists, "find_list_files", lambda options=(): {})
     with pytest.raises(SetupError) as info:
-        debtags.build_debtags_table(cache_dir=tmp_path)
+        debtags.build_debtags_table(cache_dir=tmp_path, fetch_lists=False)
     message = str(info.value)
+    assert "python -m mlclf_utils apt-lists` (no root needed" in message
     assert "sudo apt-get update -o Acquire::Languages=en" in message
     assert "never downloaded from a hub" in message
 
 
+def test_missing_lists_are_fetched_for_the_user_first(monkeypatch, tmp_path):
+    fetched = []
+    monkeypatch.setattr(apt_lists, "find_list_files", lambda options=(): {})
+    monkeypatch.setattr(apt_lists, "fetch_user_lists", lambda folder=None: fetched.append(1))
+    with pytest.raises(SetupError, match="no Packages and no Translation-en"):
+        debtags.build_debtags_table(cache_dir=tmp_path)
+    assert fetched == [1]
+
+
 def test_missing_translations_only_is_named(monkeypatch, tmp_path):
-    monkeypatch.setattr(
-        debtags, "find_list_files", lambda: {debtags.PACKAGES_TARGET: [tmp_path / "Packages"]}
-    )
+    monkeypatch.setattr(apt_lists, "find_list_files",
+                        lambda options=(): {apt_lists.PACKAGES_TARGET: [tmp_path / "Packages"]})
+    monkeypatch.setattr(apt_lists, "fetch_user_lists", lambda folder=None: None)
     with pytest.raises(SetupError, match="no Translation-en lists") as info:
         debtags.load_debtags(cache_dir=tmp_path)
     assert "sudo apt-get update -o Acquire::Languages=en" in str(info.value)
 
 
 def test_no_apt_get_raises_setup_error(monkeypatch):
-    monkeypatch.setattr(debtags.shutil, "which", lambda name: None)
+    monkeypatch.setattr(apt_lists.shutil, "which", lambda name: None)
     with pytest.raises(SetupError, match="apt-get was not found") as info:
-        debtags.find_list_files()
-    assert "sudo apt-get update -o Acquire::Languages=en" in str(info.value)
+        apt_lists.find_list_files()
+    assert "python -m mlclf_utils apt-lists" in str(info.value)
+
+
+def test_the_user_copy_stands_in_when_apt_lacks_the_lists(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLCLF_CACHE_DIR", str(tmp_path))
+    (tmp_path / "apt").mkdir()
+    user = {apt_lists.PACKAGES_TARGET: [tmp_path / "apt" / "P"],
+            apt_lists.TRANSLATIONS_TARGET: [tmp_path / "apt" / "T"]}
+    seen = []
+
+    def fake(options=()):
+        seen.append(list(options))
+        return user if options else {apt_lists.PACKAGES_TARGET: [Path("/var/lib/apt/lists/P")]}
+
+    monkeypatch.setattr(apt_lists, "find_list_files", fake)
+    assert apt_lists.discover_lists() == (user[apt_lists.PACKAGES_TARGET],
+                                          user[apt_lists.TRANSLATIONS_TARGET])
+    assert seen[1] == apt_lists.user_options(tmp_path / "apt")
+    assert f"Dir::State::Lists={tmp_path / 'apt' / 'lists'}" in seen[1]
+
+
+@pytest.mark.slow
+def test_a_user_without_root_fetches_the_lists_into_their_cache(request):
+    """As a real unprivileged user: apt runs with its own state and cache folders."""
+    import os
+    import pwd
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("needs root to create the unprivileged user")
+    name = "mlclf-nonroot"
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", name], check=True)
+    import tempfile
+
+    cache = Path(tempfile.mkdtemp(prefix="mlclf-nonroot-"))  # pytest's tmp_path is root-only
+    request.addfinalizer(lambda: shutil.rmtree(cache, ignore_errors=True))
+    cache.chmod(0o755)
+    shutil.chown(cache, user=name)
+    # Debian's own Python: this venv's interpreter may live in root's home, which the user
+    # cannot enter. apt_lists needs nothing outside the standard library.
+    python, checkout = "/usr/bin/python3", Path(apt_lists.__file__).resolve().parents[1]
+    readable = subprocess.run(["runuser", "-u", name, "--", "test", "-r",
+                               str(checkout / "mlclf_utils" / "apt_lists.py")])
+    if not Path(python).exists() or readable.returncode != 0:
+        pytest.skip(f"{name} cannot run {python} on {checkout}")
+    program = ("import sys; sys.modules['pandas'] = None  # proves no heavy import is needed\n"
+               "from pathlib import Path\n"
+               "from mlclf_utils import apt_lists\n"
+               f"folder = apt_lists.fetch_user_lists(Path({str(cache / 'apt')!r}))\n"
+               "found = apt_lists.find_list_files(apt_lists.user_options(folder))\n"
+               "print(folder, len(found['Packages']), len(found['Translations']))")
+    env = {"PATH": os.environ["PATH"], "HOME": pwd.getpwnam(name).pw_dir,
+           "PYTHONPATH": str(checkout)}
+    result = subprocess.run(["runuser", "-u", name, "--", python, "-c", program],
+                            capture_output=True, text=True, env=env, cwd=str(cache))
+    assert result.returncode == 0, result.stderr
+    folder, packages, translations = result.stdout.split()
+    assert folder == str(cache / "apt") and int(packages) >= 1 and int(translations) >= 1
+    assert all(p.owner() == name for p in (cache / "apt" / "lists").glob("*Translation-en*"))
 
 
 # --------------------------------------------------------------------------- cache
@@ -271,14 +342,14 @@ def synthetic_lists(monkeypatch, tmp_path):
         files[name].parent.mkdir(exist_ok=True)
         files[name].write_text(text)
     monkeypatch.setattr(
-        debtags,
+        apt_lists,
         "find_list_files",
-        lambda: {
-            debtags.PACKAGES_TARGET: [files["main_Packages"], files["updates_Packages"]],
-            debtags.TRANSLATIONS_TARGET: [files["main_Translation-en"]],
+        lambda options=(): {
+            apt_lists.PACKAGES_TARGET: [files["main_Packages"], files["updates_Packages"]],
+            apt_lists.TRANSLATIONS_TARGET: [files["main_Translation-en"]],
         },
     )
-    monkeypatch.setattr(debtags, "read_list_lines", lambda p: Path(p).open(encoding="utf-8"))
+    monkeypatch.setattr(apt_lists, "read_list_lines", lambda p: Path(p).open(encoding="utf-8"))
     return files
 
 
@@ -391,3 +462,22 @@ def test_real_apt_lists(tmp_path, monkeypatch):
     assert report["n_rows_kept"] >= 5_000
     assert report["n_rows_kept"] + report["n_rows_dropped_no_label"] == len(table)
     assert all(labels and set(labels) <= set(debtags.DEFAULT_LABELS) for labels in out["labels"])
+
+
+def test_ensure_lists_fetches_the_user_copy_only_when_apt_lacks_the_lists(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLCLF_CACHE_DIR", str(tmp_path))
+    fetched = []
+    present = {"lists": None}
+
+    def discover():
+        if present["lists"] is None:
+            raise SetupError("no lists")
+        return present["lists"], present["lists"]
+
+    monkeypatch.setattr(apt_lists, "discover_lists", discover)
+    monkeypatch.setattr(apt_lists, "fetch_user_lists", lambda folder=None: fetched.append(1) or tmp_path)
+    assert "fetched" in apt_lists.ensure_lists() and fetched == [1]
+    present["lists"] = [Path("/var/lib/apt/lists/x_Packages")]
+    assert "apt's own lists" in apt_lists.ensure_lists() and fetched == [1]
+    present["lists"] = [tmp_path / "apt" / "lists" / "x_Packages"]
+    assert "this user's copy" in apt_lists.ensure_lists()

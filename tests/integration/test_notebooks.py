@@ -1,6 +1,7 @@
 """Notebook contract and papermill runs with the smoke parameters (synthetic data, tiny model)."""
 
 import json
+from pathlib import Path
 import re
 
 import nbformat
@@ -29,10 +30,11 @@ def test_notebook_contract(path):
     for cell in code:
         assert not re.search(r"^\s*(def|class)\s", cell.source, re.M), "logic belongs in mlclf_utils"
     assert any(c.outputs for c in code), "commit the notebook with the outputs of a default run"
-    errors = [i for i, c in enumerate(nb.cells) for o in c.get("outputs", [])
+    errors = [i for i, c in enumerate(nb.cells, start=1) for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
-    assert not errors, (f"{path.name} was saved with an error output in cell(s) {errors}: re-run "
-                        "those cells without the error before saving, or `make notebooks`")
+    assert not errors, (f"{path.name} was saved with an error output in cell(s) {errors} "
+                        "(counting from 1, markdown included): re-run those cells without the "
+                        "error before saving, or `make notebooks`")
     saved = sum(c.source.count('.png"') for c in code)
     shown = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
     # A figure saved to disk must also be visible on GitHub (MPLBACKEND=Agg would hide it).
@@ -216,3 +218,354 @@ def test_an_edit_saved_in_jupyterlab_is_kept_and_the_refresh_brings_the_tests_in
     assert pipeline.parameter_specs(notebook)["seed"].default == 7
     assert not references.noisy_metadata(notebook) and not references.noisy_metadata(reference)
     assert references.pair_differences(notebook) is None
+
+
+# --- issue 16: papermill called directly -------------------------------------------------------
+
+def _papermill(notebook, output, *args, runs_root):
+    """``papermill`` as a user types it, in the notebooks' folder; the executed notebook."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MLCLF_RUNS_DIR": str(runs_root)}
+    result = subprocess.run([sys.executable, "-m", "papermill", str(notebook), str(output),
+                             "--no-progress-bar", *map(str, args)],
+                            cwd=notebook.parent, env=env, capture_output=True, text=True,
+                            timeout=600)
+    return result, nbformat.read(str(output), as_version=4)
+
+
+def _first_error(executed):
+    for index, cell in enumerate(executed.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return index, output
+    return None, None
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_with_an_unknown_parameter_fails_at_the_first_cell_after_it(path, tmp_path):
+    runs = tmp_path / "runs"
+    result, executed = _papermill(path, tmp_path / "out.ipynb", "-p", "epochz", "3",
+                                  runs_root=runs)
+    assert result.returncode != 0
+    index, error = _first_error(executed)
+    assert error is not None, "the notebook ran with an unknown parameter"
+    injected = next(i for i, c in enumerate(executed.cells)
+                    if "injected-parameters" in c.metadata.get("tags", []))
+    code_after = next(i for i, c in enumerate(executed.cells) if i > injected and c.cell_type == "code")
+    assert index == code_after  # (papermill puts a marker cell of its own before the failing one)
+    assert error["ename"] == "ParameterError"
+    assert "epochz" in error["evalue"] and "no parameter of this notebook" in error["evalue"]
+    known = re.search(r"known: \[(.*)\]", error["evalue"]).group(1)
+    assert "'run_dir'" in known and all(f"'{name}'" in known for name in pipeline.parameter_specs(path))
+    assert not runs.exists() or not any(runs.iterdir())  # nothing was written
+
+
+@pytest.mark.notebooks
+def test_papermill_03_with_a_word_for_epochs_names_epochs_and_the_value(tmp_path):
+    result, executed = _papermill(NOTEBOOKS[2], tmp_path / "out.ipynb", "-p", "epochs", "three",
+                                  runs_root=tmp_path / "runs")
+    assert result.returncode != 0
+    _, error = _first_error(executed)
+    assert error["ename"] == "ParameterError"
+    assert error["evalue"].startswith("parameter epochs='three': ") and "number" in error["evalue"]
+    assert "hyperparameters=" not in error["evalue"]
+    assert "usage:" not in result.stderr  # argparse's usage text no longer leaks out
+
+
+@pytest.mark.notebooks
+def test_papermill_02_after_a_failed_01_says_so_and_writes_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,labels\nok,a\n,b\n")
+    first, _ = _papermill(NOTEBOOKS[0], tmp_path / "01.ipynb", "-p", "source", bad,
+                          runs_root=runs)
+    assert first.returncode != 0
+    failed = runs / (runs / "LATEST").read_text().strip()
+    result, executed = _papermill(NOTEBOOKS[1], tmp_path / "02.ipynb", runs_root=runs)
+    assert result.returncode != 0
+    _, error = _first_error(executed)
+    assert error["ename"] != "FileNotFoundError", error["evalue"]
+    assert re.match(rf"the latest run's 01_preprocess did not finish \(status \w[^)]*\): "
+                    rf"{re.escape(str(failed))}", error["evalue"]), error["evalue"]
+    assert not (failed / "02_save_data").exists()
+
+
+@pytest.mark.notebooks
+def test_papermill_02_after_01_failed_in_a_batch_run_gives_the_manifest_status(runs_root, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,labels\nok,a\n,b\n")
+    with pytest.raises(MlclfError):
+        pipeline.run_pipeline({"source": str(bad)}, notebooks=NOTEBOOKS[:1], progress=False)
+    failed = runs_root / (runs_root / "LATEST").read_text().strip()
+    result, executed = _papermill(NOTEBOOKS[1], tmp_path / "02.ipynb", runs_root=runs_root)
+    _, error = _first_error(executed)
+    assert error["evalue"].startswith("the latest run's 01_preprocess did not finish "
+                                      "(status failed)"), error["evalue"]
+    assert not (failed / "02_save_data").exists()
+
+
+# --- issue 11: stepping through by hand in JupyterLab -----------------------------------------
+
+class HandKernel:
+    """One notebook's kernel, stepped through cell by cell as a person does in JupyterLab: no
+    papermill, parameters edited in the parameters cell itself. Each cell's stdout is kept."""
+
+    def __init__(self, notebook, runs_root):
+        import os
+
+        from jupyter_client.manager import start_new_kernel
+
+        self.cells = [c for c in nbformat.read(str(notebook), as_version=4).cells
+                      if c.cell_type == "code"]
+        env = {**os.environ, "MLCLF_RUNS_DIR": str(runs_root)}
+        self.manager, self.client = start_new_kernel(kernel_name=pipeline.KERNEL_NAME,
+                                                     cwd=str(notebook.parent), env=env)
+
+    def run(self, source: str) -> str:
+        printed, errors = [], []
+
+        def hook(message):
+            content = message["content"]
+            if message["msg_type"] == "stream":
+                printed.append(content["text"])
+            elif message["msg_type"] == "error":
+                errors.append(f"{content['ename']}: {content['evalue']}")
+
+        self.client.execute_interactive(source, output_hook=hook, timeout=600)
+        if errors:
+            raise AssertionError(f"{errors[0]}\n{''.join(printed)}")
+        return "".join(printed)
+
+    def parameters(self, **values) -> str:
+        """The parameters cell as the person edited it: their values on lines of their own."""
+        cell = next(c for c in self.cells if "parameters" in c.metadata.get("tags", []))
+        return self.run(cell.source + "\n" + "\n".join(f"{k} = {v!r}" for k, v in values.items()))
+
+    def cell(self, starts_with: str) -> str:
+        return self.run(next(c.source for c in self.cells if starts_with in c.source))
+
+    def run_all(self, **values) -> str:
+        printed = []
+        for cell in self.cells:
+            printed.append(self.parameters(**values) if "parameters" in cell.metadata.get("tags", [])
+                           else self.run(cell.source))
+        return "".join(printed)
+
+    def close(self):
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+SMOKE_TRAINING = {"epochs": 1, "batch_size": 16, "max_steps": 4, "eval_steps": 4,
+                  "learning_rate": 1e-3}
+
+
+@pytest.fixture(scope="module")
+def by_hand(tmp_path_factory):
+    """01 and 02 stepped through by hand with the smoke values (01's parameters cell edited)."""
+    runs = tmp_path_factory.mktemp("by-hand") / "runs"
+    smoke = references.smoke_parameters()
+    first = HandKernel(NOTEBOOKS[0], runs)
+    try:
+        first.run_all(**{k: v for k, v in smoke.items() if k in pipeline.parameter_specs(NOTEBOOKS[0])})
+    finally:
+        first.close()
+    mine = runs / (runs / read_session_pointer_name(runs)).read_text().strip()
+    second = HandKernel(NOTEBOOKS[1], runs)
+    try:
+        printed = second.run_all()
+    finally:
+        second.close()
+    assert f"run: {mine.name} (the run your 01_preprocess started" in printed
+    return runs, mine
+
+
+def read_session_pointer_name(runs) -> str:
+    from mlclf_utils import runs as runs_module
+
+    return runs_module.session_pointer(runs).name
+
+
+def _cli(*args, runs_root):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MLCLF_RUNS_DIR": str(runs_root)}
+    return subprocess.run([sys.executable, "-m", "mlclf_utils", *map(str, args)],
+                          cwd=pipeline.project_root(), env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.mark.notebooks
+def test_an_open_notebook_keeps_its_run_while_a_batch_run_starts_elsewhere(by_hand):
+    runs, mine = by_hand
+    batch = _cli("run", "--config", pipeline.project_root() / "configs" / "smoke.yaml",
+                 "--to", "01", "--no-progress", runs_root=runs)
+    assert batch.returncode == 0, batch.stderr
+    other = (runs / "LATEST").read_text().strip()
+    assert other != mine.name  # the batch run moved LATEST ...
+    kernel = HandKernel(NOTEBOOKS[2], runs)
+    try:
+        kernel.parameters(**SMOKE_TRAINING)
+        printed = kernel.cell("runs.resolve_run_dir(run_dir, train.STAGE)")
+    finally:
+        kernel.close()
+    # ... and 03, stepped through by hand, continues the run this person's 01 made, says which,
+    # and names the newer one it did not take.
+    assert f"run: {mine.name} (the run your 01_preprocess started" in printed
+    assert f"runs/LATEST names {other}, a newer run started elsewhere; this notebook keeps to {mine.name}" in printed
+    assert f"run directory: {mine.name}" in printed
+    # 01's choices reach 03 without a parameter of its own
+    assert "'model_name': 'mlclf/tiny-random-distilbert', 'max_length': 64" in printed
+
+
+@pytest.mark.notebooks
+def test_rerunning_03_by_hand_after_a_change_starts_a_new_run_reusing_01_and_02(by_hand):
+    runs, mine = by_hand
+    kernel = HandKernel(NOTEBOOKS[2], runs)
+    fine_tune = "metrics = train.run_training(run_dir=str(run_dir), **hyperparameters)"
+    try:
+        kernel.parameters(**SMOKE_TRAINING)
+        kernel.cell("runs.resolve_run_dir(run_dir, train.STAGE)")
+        kernel.cell(fine_tune)
+        trained = read_json(mine / "03_train" / "model" / "hyperparameters.json")
+        assert (trained["model_name"], trained["max_length"]) == ("mlclf/tiny-random-distilbert", 64)
+        before = {p: p.stat().st_mtime_ns for p in (mine / "03_train").rglob("*")}
+
+        kernel.parameters(**{**SMOKE_TRAINING, "learning_rate": 5e-4})  # the person's change
+        printed = kernel.cell("runs.resolve_run_dir(run_dir, train.STAGE)")
+        kernel.cell(fine_tune)
+    finally:
+        kernel.close()
+    match = re.search(rf"03_train already ran in {mine.name}; a run never overwrites another, so "
+                      rf"this is a new run, (\S+), with 01_preprocess, 02_save_data reused from "
+                      rf"{mine.name} by hard link", printed)
+    assert match, printed
+    new = runs / match.group(1)
+    assert f"run directory: {new.name}" in printed
+    assert read_json(new / "03_train" / "model" / "hyperparameters.json")["learning_rate"] == 5e-4
+    for name in ("01_preprocess/processed.parquet", "02_save_data/channels.json"):
+        assert (new / name).stat().st_ino == (mine / name).stat().st_ino  # hard links
+    assert {p: p.stat().st_mtime_ns for p in (mine / "03_train").rglob("*")} == before
+    assert [(s["stage"], s["status"]) for s in read_json(new / "manifest.json")["stages"]] == [
+        ("01_preprocess", "reused"), ("02_save_data", "reused")]
+    # the next notebook stepped through by hand continues the new run
+    kernel = HandKernel(NOTEBOOKS[3], runs)
+    try:
+        kernel.parameters()
+        printed = kernel.cell('runs.resolve_run_dir(run_dir, "04_evaluate")')
+    finally:
+        kernel.close()
+    assert f"run: {new.name} (the run your 01_preprocess started" in printed
+
+
+@pytest.mark.notebooks
+def test_the_advice_for_a_stage_that_already_ran_is_a_command_that_works(by_hand, tmp_path):
+    runs, mine = by_hand
+    result, executed = _papermill(NOTEBOOKS[1], tmp_path / "02.ipynb", "-p", "run_dir", mine,
+                                  runs_root=runs)
+    assert result.returncode != 0
+    _, error = _first_error(executed)
+    assert "already holds artifacts" in error["evalue"], error["evalue"]
+    command = re.search(r"python -m mlclf_utils run [^(]*?(?= \(add)", error["evalue"]).group(0)
+    assert "run_dir=None" not in error["evalue"]  # the advice that looped (issue 11)
+    rerun = _cli(*command.split()[3:], runs_root=runs)  # exactly what the message says
+    assert rerun.returncode == 0, rerun.stderr
+    new = Path(re.search(r"^run finished: (.+)$", rerun.stdout, re.M).group(1))
+    assert [(s["stage"], s["status"]) for s in read_json(new / "manifest.json")["stages"]] == [
+        ("01_preprocess", "reused"), ("02_save_data", "ok")]
+
+
+@pytest.mark.notebooks
+def test_papermill_03_refuses_model_name_and_max_length_which_are_01s(tmp_path):
+    for name, value in (("model_name", "mlclf/tiny-random-distilbert"), ("max_length", "32")):
+        result, executed = _papermill(NOTEBOOKS[2], tmp_path / "out.ipynb", "-p", name, value,
+                                      runs_root=tmp_path / "runs")
+        assert result.returncode != 0
+        _, error = _first_error(executed)
+        assert error["ename"] == "ParameterError" and name in error["evalue"]
+        assert "no parameter of this notebook" in error["evalue"]
+
+
+# --- issue 12: a given split, one label overall, 50,000 labels ---------------------------------
+
+def _smoke_with_split(tmp_path, parts):
+    """The smoke CSV with a `part` column: the given split a user brings."""
+    frame = pd.read_csv(references.project_root() / references.smoke_parameters()["source"])
+    frame["part"] = [parts[i % len(parts)] for i in range(len(frame))]
+    path = tmp_path / "with_split.csv"
+    frame.to_csv(path, index=False)
+    return frame, path
+
+
+@pytest.mark.notebooks
+def test_01_keeps_a_given_train_test_split_and_carves_validation(runs_root, tmp_path):
+    frame, path = _smoke_with_split(tmp_path, ["train", "train", "train", "official-test"])
+    params = {**references.smoke_parameters(), "source": str(path), "split_column": "part",
+              "split_values": {"train": "train", "official-test": "test"}}
+    run_dir = pipeline.run_pipeline(params, notebooks=NOTEBOOKS[:1], progress=False)
+    out = run_dir / "01_preprocess"
+    table = pd.read_parquet(out / "processed.parquet")
+    given = {f"with_split.csv:{i}": p for i, p in enumerate(frame["part"], start=1)}
+    for sid, split in zip(table["source_id"], table["split"]):
+        assert (split == "test") == (given[sid] == "official-test"), sid
+    assert set(table["split"]) == {"train", "validation", "test"}
+    report = read_json(out / "preprocess_report.json")
+    assert report["split"]["splits_given"] == "train,test"
+    assert report["split"]["splits_made"] == "validation"
+    assert report["source"]["split_column"] == "part"
+    config = read_json(out / "preprocess_config.json")
+    assert config["split_column"] == "part" and config["split_values"]["official-test"] == "test"
+
+
+@pytest.mark.notebooks
+def test_01_names_the_rows_with_a_split_value_outside_the_mapping(runs_root, tmp_path):
+    _, path = _smoke_with_split(tmp_path, ["train", "test", "holdout"])
+    params = {**references.smoke_parameters(), "source": str(path), "split_column": "part"}
+    with pytest.raises(MlclfError) as info:
+        pipeline.run_pipeline(params, notebooks=NOTEBOOKS[:1], progress=False)
+    message = str(info.value)
+    assert "DataError" in message and "column 'part'" in message and "'holdout'" in message
+    assert "rows 3, 6, 9" in message and "with_split.csv" in message
+
+
+@pytest.mark.notebooks
+def test_01_refuses_a_single_label_overall_naming_the_data(runs_root, tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text("text,labels\n" + "".join(f"text number {i},spam\n" for i in range(30)))
+    params = {**references.smoke_parameters(), "source": str(path), "text_column": "text",
+              "labels_column": "labels", "min_label_count": 1}
+    with pytest.raises(MlclfError) as info:
+        pipeline.run_pipeline(params, notebooks=NOTEBOOKS[:1], progress=False)
+    message = str(info.value)
+    assert "DataError" in message and "only one label ('spam')" in message
+    assert "one.csv" in message and "column 'labels'" in message
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_01_runs_with_fifty_thousand_labels(runs_root, tmp_path):
+    """It used to segfault in OpenBLAS on a dense 50,000 x 50,000 co-occurrence matrix."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n_rows, n_tail = 20000, 50000
+    slots = np.concatenate([np.arange(n_tail), np.arange(n_tail)])
+    rng.shuffle(slots)
+    rows = [",".join([f"t{j:05d}" for j in slots[5 * i: 5 * i + 5]] + [f"head{i % 20}"])
+            for i in range(n_rows)]
+    path = tmp_path / "many.csv"
+    pd.DataFrame({"text": [f"text {i} about head {i % 20}" for i in range(n_rows)],
+                  "labels": rows}).to_csv(path, index=False)
+    params = {**references.smoke_parameters(), "source": str(path), "text_column": "text",
+              "labels_column": "labels", "min_label_count": 1}
+    run_dir = pipeline.run_pipeline(params, notebooks=NOTEBOOKS[:1], progress=False)
+    report = read_json(run_dir / "01_preprocess" / "preprocess_report.json")
+    assert report["quality"]["labels_out"] == 50020
+    assert report["quality"]["cooccurrence"] == "sparse"
+    assert report["split"]["stratified_on_labels"] == 200

@@ -29,7 +29,7 @@ def test_smoke_pipeline_trains_evaluates_and_bundles_a_model(runs_root):
     assert {"model.safetensors", "label_map.json", "pos_weight.json", "tokenizer.json"} <= {
         p.name for p in model.iterdir()}
     metrics = read_json(run_dir / "03_train" / "metrics" / "metrics.json")
-    assert metrics["global_step"] == 8 and 0 <= metrics["best_validation_macro_f1"] <= 1
+    assert metrics["global_step"] == 8
     for figure in ("bce_stability", "pos_weight_effect", "pos_weight_tradeoff", "pos_weights",
                    "training_curves"):
         assert (run_dir / "03_train" / "figures" / f"{figure}.png").stat().st_size > 5000
@@ -39,6 +39,14 @@ def test_smoke_pipeline_trains_evaluates_and_bundles_a_model(runs_root):
     assert set(report["comparison"]) >= {"fine-tuned, tuned thresholds", "TF-IDF + LR, tuned thresholds",
                                          "plain BCE @ 0.5"}
     assert report["test_tuned"]["n_labels"] == 10
+    # Eight steps barely move MiniLM off 0.5 (macro-F1 at 0.5 was 0.04 in the reference run),
+    # so the floors are on what 04 adds and on ranking: tuned thresholds must beat 0.5 (0.37 vs
+    # 0.04 measured), the model must rank above chance (macro ROC-AUC 0.67 measured; a model
+    # that learned nothing, or a shuffled label map, sits near 0.5), and the same data must be
+    # learnable (TF-IDF + LR: 0.99 measured).
+    assert report["test_tuned"]["macro_f1"] >= report["test_at_0.5"]["macro_f1"] + 0.15
+    assert report["test_tuned"]["macro_roc_auc"] >= 0.58
+    assert report["comparison"]["TF-IDF + LR, tuned thresholds"]["macro_f1"] >= 0.9
     table = pd.read_parquet(evaluation / "misclassifications.parquet")
     assert len(table) == 40 and {"false_positives", "false_negatives"} <= set(table.columns)
     from mlclf_utils.predict import Classifier
@@ -48,8 +56,9 @@ def test_smoke_pipeline_trains_evaluates_and_bundles_a_model(runs_root):
     assert list(classifier.labels) == thresholds["labels"]
     predictions = classifier.predict(["A Qt front end for the shell", "Plays music and video"])
     assert len(predictions) == 2 and set(predictions[0]["probabilities"]) == set(classifier.labels)
+    assert classifier.calibration is not None and classifier.calibration["method"] == "platt"
     for figure in ("f1_vs_threshold", "per_class_f1", "pr_curves", "confusion_counts",
-                   "reliability", "label_confusion"):
+                   "reliability", "reliability_raw", "label_confusion"):
         assert (evaluation / "figures" / f"{figure}.png").stat().st_size > 5000
 
     explain = run_dir / "05_explain"
@@ -60,28 +69,118 @@ def test_smoke_pipeline_trains_evaluates_and_bundles_a_model(runs_root):
         assert (explain / "figures" / f"{figure}.png").stat().st_size > 5000
 
 
+def _tar_folder(folder, bucket: str, key: str) -> None:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(folder.iterdir()):
+            tar.add(path, arcname=path.name)
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+@pytest.fixture(scope="module")
+def s3_base(moto_server, tmp_path_factory):
+    """01-02 with the channels uploaded to S3 (moto), and what a training container would have
+    written for them: train.py itself, into SM_MODEL_DIR/SM_OUTPUT_DATA_DIR-like folders.
+
+    moto runs no job, so each test puts these as the job's tarballs where SageMaker writes them."""
+    import uuid
+
+    from mlclf_utils import train
+
+    bucket = f"mlclf-smoke-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLCLF_RUNS_DIR", str(tmp_path_factory.mktemp("runs")))
+        smoke = references.smoke_parameters()
+        params = {**smoke, "s3_uri": f"s3://{bucket}/mlclf/smoke"}
+        base = pipeline.run_pipeline(params, notebooks=NOTEBOOKS, last="02_save_data",
+                                     progress=False)
+        container = tmp_path_factory.mktemp("opt-ml")
+        hyper = {k: smoke[k] for k in ("model_name", "epochs", "batch_size", "max_steps",
+                                       "eval_steps", "learning_rate", "max_length")}
+        train.run_training(run_dir=str(base), model_dir=str(container / "model"),
+                           output_data_dir=str(container / "output"), **hyper)
+    return {"base": base, "bucket": bucket, "params": params, "container": container}
+
+
+def _place_job_output(s3_base: dict, job_name: str) -> None:
+    container, bucket = s3_base["container"], s3_base["bucket"]
+    _tar_folder(container / "model", bucket, f"{job_name}/output/model.tar.gz")
+    _tar_folder(container / "output", bucket, f"{job_name}/output/output.tar.gz")
+
+
 @pytest.mark.notebooks
 @pytest.mark.aws
-def test_02_uploads_to_s3_and_03_submits_a_sagemaker_job(runs_root, s3_bucket):
-    params = {**references.smoke_parameters(), "s3_uri": f"s3://{s3_bucket}/mlclf/smoke",
-              "mode": "sagemaker", "role": "arn:aws:iam::123456789012:role/SageMakerRole",
-              "default_bucket": s3_bucket}
-    # 04 needs the model locally; a SageMaker-trained model lives in S3, so stop after 03.
-    run_dir = pipeline.run_pipeline(params, notebooks=NOTEBOOKS[:3], progress=False)
-
-    channels = read_json(run_dir / "02_save_data" / "channels.json")
-    assert channels == {split: f"s3://{s3_bucket}/mlclf/smoke/{split}"
+@pytest.mark.slow
+def test_sagemaker_round_trip_02_uploads_03_trains_remotely_and_04_runs_unchanged(
+        runs_root, s3_base, no_real_aws):
+    """02 uploads the channels, 03 submits a job and waits, and 04 evaluates what came back."""
+    first, bucket = s3_base["base"], s3_base["bucket"]
+    channels = read_json(first / "02_save_data" / "channels.json")
+    assert channels == {split: f"s3://{bucket}/mlclf/smoke/{split}"
                         for split in ("train", "validation", "test")}
     s3 = boto3.client("s3")
-    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="mlclf/smoke/train/")["Contents"]}
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="mlclf/smoke/train/")["Contents"]}
     assert {"mlclf/smoke/train/label_map.json", "mlclf/smoke/train/state.json"} <= keys
 
-    executed = json.loads((run_dir / "03_train.ipynb").read_text())
-    outputs = "".join(str(o) for c in executed["cells"] for o in c.get("outputs", []))
-    assert "training_job_name" in outputs
-    jobs = boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]
-    assert jobs, "no training job was recorded"
-    job = boto3.client("sagemaker").describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
+    job_name = "mlclf-smoke-roundtrip"
+    _place_job_output(s3_base, job_name)
+    remote = {"mode": "sagemaker", "role": ROLE, "default_bucket": bucket, "job_name": job_name,
+              "plain_baseline": False}
+    run_dir = pipeline.run_pipeline({**s3_base["params"], **remote}, notebooks=NOTEBOOKS,
+                                    resume=first, first="03_train", last="04_evaluate",
+                                    progress=False)
+    manifest = read_json(run_dir / "manifest.json")
+    assert [s["status"] for s in manifest["stages"]] == ["reused", "reused", "ok", "ok"]
+
+    job = boto3.client("sagemaker").describe_training_job(TrainingJobName=job_name)
     uris = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
     assert uris["train"] == channels["train"] and uris["validation"] == channels["validation"]
-    assert not (run_dir / "03_train" / "model").exists()  # nothing trained locally
+    model = run_dir / "03_train" / "model"
+    trained = s3_base["container"] / "model"
+    assert sorted(p.name for p in model.iterdir()) == sorted(p.name for p in trained.iterdir())
+    assert (run_dir / "03_train" / "figures" / "training_curves.png").exists()
+    assert not (run_dir / "03_train" / "checkpoints").exists()  # nothing trained locally
+    report = read_json(run_dir / "04_evaluate" / "report.json")
+    assert report["test_tuned"]["n_labels"] == 10
+
+
+@pytest.mark.notebooks
+@pytest.mark.aws
+@pytest.mark.slow
+def test_a_sagemaker_sweep_trains_each_combination_as_a_job_and_compares_them_here(
+        runs_root, s3_base, no_real_aws):
+    from mlclf_utils import sweep
+
+    for index in (1, 2):
+        _place_job_output(s3_base, f"mlclf-sweep-test-{index:02d}")
+    grid = {"pos_weight_strategy": ["none", "sqrt"]}
+    sweep_dir = sweep.run_sweep(grid, params={"role": ROLE, "default_bucket": s3_base["bucket"]},
+                                base=s3_base["base"], jobs=2, progress=False,
+                                backend="sagemaker", job_prefix="mlclf-sweep-test")
+    table = pd.read_csv(sweep_dir / sweep.COMPARISON_FILE, index_col="combination")
+    assert list(table["status"]) == ["ok", "ok"]
+    assert list(table["training_job"]) == ["mlclf-sweep-test-01", "mlclf-sweep-test-02"]
+    assert table["test_macro_f1"].notna().all()
+    sagemaker = boto3.client("sagemaker")
+    for index, strategy in ((1, "none"), (2, "sqrt")):
+        job = sagemaker.describe_training_job(TrainingJobName=f"mlclf-sweep-test-{index:02d}")
+        assert json.loads(job["HyperParameters"]["pos_weight_strategy"]) == strategy
+    info = read_json(sweep_dir / sweep.SWEEP_FILE)
+    assert info["backend"] == "sagemaker"
+
+
+def test_a_sagemaker_sweep_needs_s3_channels(tmp_path):
+    from mlclf_utils import sweep
+    from mlclf_utils.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="s3_uri"):
+        sweep.run_sweep({"pos_weight_strategy": ["none"]}, params={}, backend="sagemaker")
+    with pytest.raises(ParameterError, match="--backend"):
+        sweep.run_sweep({"pos_weight_strategy": ["none"]}, backend="cloud")

@@ -242,3 +242,17 @@ def test_figure_html_and_table(explainer, tmp_path):
     assert first["attribution"].to_numpy() == pytest.approx(explanations[0].word_attributions)
     with pytest.raises(ParameterError):
         plot_attributions([])
+
+
+def test_04_and_05_read_the_same_max_length_from_a_model_folder(fitted, tmp_path):
+    """One rule for inference in 04 (Classifier) and 05 (Explainer): hyperparameters.json, else
+    the model's limit (05 once fell back to 128 and 04 to the model's limit)."""
+    from mlclf_utils.predict import Classifier
+
+    model, tokenizer = fitted
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert (Explainer.from_model_dir(tmp_path).max_length
+            == Classifier.from_model_dir(tmp_path).max_length == model.config.max_position_embeddings)
+    (tmp_path / "hyperparameters.json").write_text(json.dumps({"max_length": 40}))
+    assert Explainer.from_model_dir(tmp_path).max_length == Classifier.from_model_dir(tmp_path).max_length == 40

@@ -523,3 +523,20 @@ def test_packaged_minilm_bundle_predicts(tmp_path, minilm_dir):
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     np.testing.assert_allclose(pipeline_probabilities(path, texts, LABELS), probabilities,
                                atol=1e-5)
+
+
+def test_a_bundle_with_a_calibration_returns_calibrated_probabilities(model_dir, classifier,
+                                                                     tmp_path):
+    """What Classifier returns is what 04 tuned the thresholds on: the calibrated outputs."""
+    from mlclf_utils import calibration
+
+    fitted = {"method": "platt", "labels": LABELS, "a": [0.5, 1.0, 2.0, 3.0],
+              "b": [1.0, 0.0, -1.0, 0.5]}
+    out = bundle.export_bundle(model_dir, tmp_path / "calibrated",
+                               thresholds={label: 0.5 for label in LABELS},
+                               preprocess_config=PREPROCESS, calibration=fitted)
+    calibrated = Classifier.load(out)
+    raw = classifier.predict_proba(TEXTS)
+    np.testing.assert_allclose(calibrated.predict_proba(TEXTS),
+                               calibration.apply_calibration(fitted, raw, LABELS), atol=1e-5)
+    assert not np.allclose(calibrated.predict_proba(TEXTS), raw, atol=1e-3)

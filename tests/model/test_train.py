@@ -7,10 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from sklearn.metrics import f1_score
 
 from mlclf_utils import train
 from mlclf_utils.errors import MlclfError, ParameterError
@@ -48,8 +50,10 @@ def test_max_steps_is_minus_one_or_positive():
 
 
 def test_unknown_hyperparameter_and_mode():
-    with pytest.raises(ParameterError, match="hyperparameters"):
+    with pytest.raises(ParameterError, match="epoch=3: the trainer takes no such hyperparameter"):
         train.check_hyperparameters({"epoch": 3})
+    with pytest.raises(ParameterError, match=r"hyperparameters=\['epoch', 'lr'\]"):
+        train.check_hyperparameters({"epoch": 3, "lr": 1e-4})
     with pytest.raises(ParameterError, match="mode"):
         train.check_hyperparameters({}, mode="cloud")
 
@@ -70,7 +74,8 @@ def test_entry_point_runs_exactly_as_sagemaker_would(smoke_run, tmp_path, monkey
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
     argv = train.to_argv({k: v for k, v in FAST.items() if k != "progress"})
-    assert train.main(argv + ["--pos_weight_strategy", "ratio"]) == 0
+    # fp32, so that the recomputation below is the same arithmetic (bf16 "auto" is on here).
+    assert train.main(argv + ["--pos_weight_strategy", "ratio", "--bf16", "False"]) == 0
 
     model_dir = opt / "model"
     names = {p.name for p in model_dir.iterdir()}
@@ -78,7 +83,6 @@ def test_entry_point_runs_exactly_as_sagemaker_would(smoke_run, tmp_path, monkey
             "pos_weight.json", "hyperparameters.json"} <= names
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
     metrics = json.loads((opt / "output" / "data" / "metrics.json").read_text())
-    assert 0 <= metrics["best_validation_macro_f1"] <= 1
     assert (opt / "output" / "data" / "checkpoints").is_dir()
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -91,6 +95,17 @@ def test_entry_point_runs_exactly_as_sagemaker_would(smoke_run, tmp_path, monkey
     with torch.inference_mode():
         logits = model(**tokenizer(["a qt front end for the shell"], return_tensors="pt")).logits
     assert logits.shape == (1, len(labels)) and torch.isfinite(logits).all()
+    # The reported macro-F1 is the saved model's on validation at 0.5, recomputed here from
+    # scratch (a metric at the wrong threshold or average, or another model saved, fails).
+    validation = datasets.load_from_disk(str(data / "validation"))
+    with torch.inference_mode():
+        predicted = np.concatenate([
+            (model(**tokenizer.pad({"input_ids": validation["input_ids"][i:i + 64]},
+                                   return_tensors="pt")).logits > 0).numpy()
+            for i in range(0, len(validation), 64)])
+    truth = np.asarray(validation["labels"]) > 0.5
+    expected = f1_score(truth, predicted, average="macro", zero_division=0)
+    assert metrics["best_validation_macro_f1"] == pytest.approx(expected, abs=1e-6)
     from mlclf_utils.class_weights import load_pos_weight
 
     weights = load_pos_weight(model_dir / "pos_weight.json")
@@ -163,22 +178,65 @@ def test_none_reaches_the_trainer_as_none_not_as_its_default():
     assert train.to_argv({"pos_weight_floor": None, "run_dir": None}) == ["--pos_weight_floor", "none"]
 
 
-def test_a_model_with_another_vocabulary_than_01_used_is_refused(tmp_path, tiny_model_dir, minilm_dir):
-    from transformers import BertConfig, BertTokenizerFast
+def test_03_trains_with_01s_model_and_max_length_and_refuses_another_naming_both(smoke_run, minilm_dir):
+    """Issue 11: 01 tokenized for the tiny model at 64 tokens; 03 takes both from 01's
+    preprocess_config.json. MiniLM shares the tiny model's vocabulary, which once let it pass."""
+    recipe = {k: v for k, v in FAST.items() if k not in ("model_name", "max_length")}
+    with pytest.raises(ParameterError, match=r"model_name=.*01_preprocess chose "
+                                             r"model_name='mlclf/tiny-random-distilbert'"):
+        train.run_training(run_dir=str(smoke_run), model_name=minilm_dir, max_steps=2, **recipe)
+    with pytest.raises(ParameterError, match=r"max_length=128.*01_preprocess chose max_length=64"):
+        train.run_training(run_dir=str(smoke_run), max_length=128, max_steps=2, **recipe)
+    assert not (smoke_run / "03_train" / "model").exists()
+    train.run_training(run_dir=str(smoke_run), max_steps=2, eval_steps=2, **recipe)
+    saved = json.loads((smoke_run / "03_train" / "model" / "hyperparameters.json").read_text())
+    assert (saved["model_name"], saved["max_length"]) == ("mlclf/tiny-random-distilbert", 64)
 
-    from mlclf_utils.errors import ParameterError
 
-    other = tmp_path / "other-vocab"
-    other.mkdir()
-    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "gtk", "qt"]))
-    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(str(other))
-    BertConfig(vocab_size=7, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-               intermediate_size=8).save_pretrained(str(other))
-    data = tmp_path / "train"
-    data.mkdir()
-    (data / "preprocess_config.json").write_text(json.dumps({"model_name": minilm_dir}))
-    train.check_tokenizer_matches(data, minilm_dir)       # the same model
-    train.check_tokenizer_matches(data, tiny_model_dir)   # another model, the same vocabulary
-    with pytest.raises(ParameterError, match="model_name.*tokenized with"):
-        train.check_tokenizer_matches(data, str(other))
-    train.check_tokenizer_matches(tmp_path / "elsewhere", str(other))  # no record: nothing to check
+# --- issue 18: the head's learning rate must reach the head's parameters -----------------
+
+HEAD_LR, ENCODER_LR = 3e-3, 1e-4
+
+
+def optimizer_rates(tmp_path, head_learning_rate=HEAD_LR):
+    """(head rates, encoder rates): the set of learning rates each kind of parameter gets from
+    the optimizer the Trainer really builds (create_optimizer_and_scheduler, as train() does)."""
+    from transformers import TrainingArguments
+
+    from mlclf_utils import models
+
+    model = models.load_classifier(models.TINY_MODEL, ["a", "b", "c"])
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), learning_rate=ENCODER_LR,
+                             weight_decay=0.01, report_to=[], use_cpu=True, warmup_steps=0)
+    trainer = train.make_trainer_class()(model=model, args=args, pos_weight=torch.ones(3),
+                                         head_learning_rate=head_learning_rate)
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    rate = {}
+    for group in trainer.optimizer.param_groups:
+        for param in group["params"]:
+            assert id(param) not in rate, "a parameter sits in two groups"
+            rate[id(param)] = group.get("initial_lr", group["lr"])
+    named = dict(model.named_parameters())
+    trainable = {name for name, p in named.items() if p.requires_grad}
+    assert {id(named[n]) for n in trainable} == set(rate), "every trainable parameter, once"
+    # Independent of train.head_parameter_names: the head is what is not in the base model.
+    base = {id(p) for p in model.base_model.parameters()}
+    head = {n for n in trainable if id(named[n]) not in base}
+    assert {"classifier.weight", "classifier.bias"} <= head
+    head_rates = {rate[id(named[n])] for n in head}
+    encoder_rates = {rate[id(named[n])] for n in trainable - head
+                     if not n.startswith(f"{model.base_model_prefix}.pooler")}
+    return head_rates, encoder_rates
+
+
+def test_head_learning_rate_reaches_the_head_and_the_encoder_rate_the_rest(tmp_path):
+    assert optimizer_rates(tmp_path) == ({HEAD_LR}, {ENCODER_LR})
+    # Without a head rate everything trains at the encoder's.
+    assert optimizer_rates(tmp_path, head_learning_rate=None) == ({ENCODER_LR}, {ENCODER_LR})
+
+
+def test_the_rate_check_catches_a_silently_ignored_head_rate(tmp_path, monkeypatch):
+    # The breakage the check exists for: no parameter is recognised as the head's, so the head
+    # trains at the encoder's rate and nothing errors.
+    monkeypatch.setattr(train, "head_parameter_names", lambda model: set())
+    assert optimizer_rates(tmp_path) == ({ENCODER_LR}, {ENCODER_LR})
