@@ -118,9 +118,13 @@ def _place_job_output(s3_base: dict, job_name: str) -> None:
 @pytest.mark.notebooks
 @pytest.mark.aws
 @pytest.mark.slow
-def test_sagemaker_round_trip_02_uploads_03_trains_remotely_and_04_runs_unchanged(
+def test_a_sagemaker_round_trip_per_sweep_combination_and_04_runs_unchanged_on_each(
         runs_root, s3_base, no_real_aws):
-    """02 uploads the channels, 03 submits a job and waits, and 04 evaluates what came back."""
+    """02 uploaded the channels; each combination's 03 submits a job and waits for it, the
+    model comes back into 03_train, and 04 evaluates it here (one test for both, to keep
+    make test short: a sweep combination is exactly `run --resume base --from 03 --to 04`)."""
+    from mlclf_utils import sweep
+
     first, bucket = s3_base["base"], s3_base["bucket"]
     channels = read_json(first / "02_save_data" / "channels.json")
     assert channels == {split: f"s3://{bucket}/mlclf/smoke/{split}"
@@ -128,36 +132,6 @@ def test_sagemaker_round_trip_02_uploads_03_trains_remotely_and_04_runs_unchange
     s3 = boto3.client("s3")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="mlclf/smoke/train/")["Contents"]}
     assert {"mlclf/smoke/train/label_map.json", "mlclf/smoke/train/state.json"} <= keys
-
-    job_name = "mlclf-smoke-roundtrip"
-    _place_job_output(s3_base, job_name)
-    remote = {"mode": "sagemaker", "role": ROLE, "default_bucket": bucket, "job_name": job_name,
-              "plain_baseline": False}
-    run_dir = pipeline.run_pipeline({**s3_base["params"], **remote}, notebooks=NOTEBOOKS,
-                                    resume=first, first="03_train", last="04_evaluate",
-                                    progress=False)
-    manifest = read_json(run_dir / "manifest.json")
-    assert [s["status"] for s in manifest["stages"]] == ["reused", "reused", "ok", "ok"]
-
-    job = boto3.client("sagemaker").describe_training_job(TrainingJobName=job_name)
-    uris = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
-    assert uris["train"] == channels["train"] and uris["validation"] == channels["validation"]
-    model = run_dir / "03_train" / "model"
-    trained = s3_base["container"] / "model"
-    assert sorted(p.name for p in model.iterdir()) == sorted(p.name for p in trained.iterdir())
-    assert (run_dir / "03_train" / "figures" / "training_curves.png").exists()
-    assert not (run_dir / "03_train" / "checkpoints").exists()  # nothing trained locally
-    report = read_json(run_dir / "04_evaluate" / "report.json")
-    assert report["test_tuned"]["n_labels"] == 10
-
-
-@pytest.mark.notebooks
-@pytest.mark.aws
-@pytest.mark.slow
-def test_a_sagemaker_sweep_trains_each_combination_as_a_job_and_compares_them_here(
-        runs_root, s3_base, no_real_aws):
-    from mlclf_utils import sweep
-
     for index in (1, 2):
         _place_job_output(s3_base, f"mlclf-sweep-test-{index:02d}")
     grid = {"pos_weight_strategy": ["none", "sqrt"]}
@@ -174,6 +148,19 @@ def test_a_sagemaker_sweep_trains_each_combination_as_a_job_and_compares_them_he
         assert json.loads(job["HyperParameters"]["pos_weight_strategy"]) == strategy
     info = read_json(sweep_dir / sweep.SWEEP_FILE)
     assert info["backend"] == "sagemaker"
+
+    run_dir = sweep_dir / table.index[0]
+    manifest = read_json(run_dir / "manifest.json")
+    assert [s["status"] for s in manifest["stages"]] == ["reused", "reused", "ok", "ok"]
+    job = sagemaker.describe_training_job(TrainingJobName="mlclf-sweep-test-01")
+    uris = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert uris["train"] == channels["train"] and uris["validation"] == channels["validation"]
+    trained = s3_base["container"] / "model"
+    model = run_dir / "03_train" / "model"
+    assert sorted(p.name for p in model.iterdir()) == sorted(p.name for p in trained.iterdir())
+    assert (run_dir / "03_train" / "figures" / "training_curves.png").exists()
+    assert not (run_dir / "03_train" / "checkpoints").exists()  # nothing trained locally
+    assert read_json(run_dir / "04_evaluate" / "report.json")["test_tuned"]["n_labels"] == 10
 
 
 def test_a_sagemaker_sweep_needs_s3_channels(tmp_path):
