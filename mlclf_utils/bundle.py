@@ -258,9 +258,9 @@ def export_bundle(
                        model_dir / LABEL_MAP_FILE, hint)
     threshold_values = _check_thresholds(thresholds, labels)
     if calibration is not None:
-        from .calibration import apply_calibration
+        from .calibration import check_calibration_labels
 
-        apply_calibration(calibration, [[0.5] * len(labels)], labels)  # same labels, same order
+        check_calibration_labels(calibration, labels)
     cleaning, max_length = _check_preprocess_config(preprocess_config)
     positions = config.get("max_position_embeddings")
     if isinstance(positions, int) and max_length > positions:
@@ -430,11 +430,11 @@ def read_bundle(bundle_dir, *, verify_checksums: bool = True) -> BundleInfo:
         max_length = effective
     calibration = None
     if (root / CALIBRATION_FILE).is_file():
-        from .calibration import apply_calibration, load_calibration
+        from .calibration import check_calibration_labels, load_calibration
 
         calibration = load_calibration(root / CALIBRATION_FILE)
         try:
-            apply_calibration(calibration, [[0.5] * len(labels)], labels)
+            check_calibration_labels(calibration, labels)
         except DataError as exc:
             raise DataError(exc.message, file=str(root / CALIBRATION_FILE),
                             hint=REEXPORT_HINT) from None

@@ -110,15 +110,21 @@ def fit_calibration(y_true_val, probs_val, labels, *, method: str = "platt",
             "source": source, "validation_support": support.tolist()}
 
 
+def check_calibration_labels(calibration: dict, labels) -> None:
+    """A calibration is per label and in label order; one made for another model must not run."""
+    if list(labels) != list(calibration["labels"]):
+        raise DataError("the calibration was fitted for other labels (or another order)",
+                        hint="fit it with this model's label map")
+
+
 def apply_calibration(calibration: dict | None, probs, labels=None) -> np.ndarray:
     """Calibrated probabilities, column by column; ``None`` returns them unchanged."""
     p = np.asarray(probs, dtype=np.float64)
     if calibration is None:
         return p
     names = calibration["labels"]
-    if labels is not None and list(labels) != list(names):
-        raise DataError("the calibration was fitted for other labels (or another order)",
-                        hint="fit it with this model's label map")
+    if labels is not None:
+        check_calibration_labels(calibration, labels)
     if p.ndim != 2 or p.shape[1] != len(names):
         raise DataError(f"probabilities of shape {p.shape} do not have {len(names)} columns")
     a, b = np.asarray(calibration["a"]), np.asarray(calibration["b"])

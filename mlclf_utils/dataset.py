@@ -24,6 +24,9 @@ SPLITS = ("train", "validation", "test")
 LABEL_MAP_FILE = "label_map.json"
 CLASS_STATS_FILE = "class_stats.json"
 PREPROCESS_CONFIG_FILE = "preprocess_config.json"
+# The values 01 chooses that later stages read from its preprocess_config.json rather than
+# take as parameters of their own (issue 11): 03 trains, and 04 and 05 infer, on 01's tokens.
+SHARED_SETTINGS = ("model_name", "max_length")
 
 
 def class_statistics(table: pd.DataFrame, label_map: LabelMap) -> dict:

@@ -126,9 +126,9 @@ class Classifier:
         self.cleaning = cleaning
         self.source = Path(source) if source is not None else None
         if calibration is not None:
-            from .calibration import apply_calibration
+            from .calibration import check_calibration_labels
 
-            apply_calibration(calibration, np.full((1, len(self.labels)), 0.5), self.labels)
+            check_calibration_labels(calibration, self.labels)
         self.calibration = calibration
 
     def __repr__(self) -> str:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from . import splitting
 from .cleaning import CleaningConfig
+from .dataset import SHARED_SETTINGS
 from .errors import MlclfError, ParameterError
 from .labels import LabelMap
 from .models import DEFAULT_MODEL
@@ -204,9 +205,6 @@ def load_artifacts(run_dir: str | Path) -> tuple[pd.DataFrame, LabelMap, dict]:
     return table, LabelMap.from_json(folder / LABEL_MAP_FILE), read_json(folder / CONFIG_FILE)
 
 
-# The values 01 chooses that later stages read from its preprocess_config.json rather than
-# take as parameters of their own (issue 11): 03 trains, and 04 and 05 infer, on 01's tokens.
-SHARED_SETTINGS = ("model_name", "max_length")
 
 
 def shared_settings(run_dir: str | Path) -> dict:

@@ -9,15 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from .errors import ParameterError
-from .explore import save_figure
+from .figures import pyplot, save_figure
 
+
+
+def binary_scores(predicted: np.ndarray, truth: np.ndarray) -> dict:
+    """Counts, precision, recall and F1 of one label's decisions (0 where undefined)."""
+    tp = int((predicted & truth).sum())
+    fp = int((predicted & ~truth).sum())
+    fn = int((~predicted & truth).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"predicted_positive": int(predicted.sum()), "true_positive": tp,
+            "precision": precision, "recall": recall, "f1": f1}
 
 def tfidf_features(train_texts: Sequence[str], other_texts: Sequence[str], *,
                    max_features: int = 5000):
@@ -64,21 +75,17 @@ def pos_weight_tradeoff(train_texts, train_targets, validation_texts, validation
         model = fit_logistic(x_train, y_train, pos_weight=float(weight), steps=steps)
         with torch.inference_mode():
             probs = torch.sigmoid(model(x_val)).squeeze(1).numpy()
-        predicted = probs > 0.5
-        tp = int((predicted & truth).sum())
-        fp = int((predicted & ~truth).sum())
-        fn = int((~predicted & truth).sum())
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"pos_weight": round(float(weight), 3), "predicted_positive": int(predicted.sum()),
-                     "true_positive": tp, "precision": round(precision, 3),
-                     "recall": round(recall, 3), "f1": round(f1, 3),
+        scores = binary_scores(probs > 0.5, truth)
+        rows.append({"pos_weight": round(float(weight), 3),
+                     "predicted_positive": scores["predicted_positive"],
+                     "true_positive": scores["true_positive"],
+                     **{k: round(scores[k], 3) for k in ("precision", "recall", "f1")},
                      "mean_prob_on_negatives": round(float(probs[~truth].mean()), 4)})
     return pd.DataFrame(rows)
 
 
 def plot_tradeoff(table: pd.DataFrame, label: str, path=None):
+    plt, _ = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for column, marker in (("precision", "o"), ("recall", "s"), ("f1", "^")):
         ax.plot(table["pos_weight"], table[column], marker=marker, label=column)

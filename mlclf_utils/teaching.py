@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .errors import ParameterError
 from .figures import pyplot, save_figure
 from .loss import bce_with_logits, naive_bce
+from .probe import binary_scores
 
 # Hugging Face's Trainer clips the gradient norm to this before every step (TrainingArguments).
 TRAINER_MAX_GRAD_NORM = 1.0
@@ -136,17 +137,6 @@ def _logits(model: torch.nn.Linear, features: torch.Tensor) -> np.ndarray:
         return model(features).numpy().astype(float)
 
 
-def _scores(predicted: np.ndarray, truth: np.ndarray) -> dict:
-    tp = int((predicted & truth).sum())
-    fp = int((predicted & ~truth).sum())
-    fn = int((~predicted & truth).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"predicted_positive": int(predicted.sum()), "true_positive": tp,
-            "precision": precision, "recall": recall, "f1": f1}
-
-
 def pos_weight_sweep(data: ProbeData, label: str, pos_weights: Sequence[float], *,
                      steps: int = 300) -> pd.DataFrame:
     """One label, one probe per p_c: precision, recall and mean probability on validation at 0.5."""
@@ -157,7 +147,7 @@ def pos_weight_sweep(data: ProbeData, label: str, pos_weights: Sequence[float], 
         model = fit_linear(data.x_train, data.y_train[:, c:c + 1], [float(p)], steps=steps)
         probs = 1 / (1 + np.exp(-_logits(model, data.x_val)[:, 0]))
         rows.append({"pos_weight": float(p), "reads_unweighted_at": float(implied_threshold(p)),
-                     **_scores(probs >= 0.5, truth), "mean_prob": float(probs.mean())})
+                     **binary_scores(probs >= 0.5, truth), "mean_prob": float(probs.mean())})
     table = pd.DataFrame(rows)
     table.attrs.update(label=label, validation_positives=int(truth.sum()),
                        validation_share=float(truth.mean()))

