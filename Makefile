@@ -55,7 +55,7 @@ test-fast: install
 # After editing a notebook (in JupyterLab, or its script in notebooks/scripts/): sync each pair,
 # tidy the metadata, and re-execute the nbval references with the smoke parameters (minutes).
 refresh-references: install
-	$(PY) -m mlclf_utils refresh-references
+	$(PY) tools/references.py refresh
 
 # Re-pin the lock file from the current venv (after changing pyproject.toml). Local version labels
 # (torch's +cpu from this machine's wheelhouse) are dropped: no public index serves them, and
@@ -72,7 +72,7 @@ clean-venv:
 notebooks: demo-data
 	for nb in notebooks/0*.ipynb; do MPLBACKEND=module://matplotlib_inline.backend_inline \
 		$(PY) -m papermill --cwd notebooks --no-progress-bar "$$nb" "$$nb" || exit 1; done
-	$(PY) -m mlclf_utils sync-notebooks
+	$(PY) tools/references.py sync
 
 # Re-measure everything in docs/benchmarks.md: a demo run (01-04), the class-weight sweep, each
 # benchmark script, then the report (about 75 minutes on 2 cores). To re-measure only the

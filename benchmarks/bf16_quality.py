@@ -24,7 +24,7 @@ from train_throughput import ensure_demo_run  # noqa: E402
 
 
 def run(run_dir, **overrides) -> dict:
-    from mlclf_utils import train
+    from mlclf_utils.modeling import train
 
     scratch = Path(tempfile.mkdtemp(prefix="mlclf-bench-"))
     metrics = train.run_training(run_dir=str(run_dir), progress=False, early_stopping_patience=0,

@@ -42,13 +42,13 @@ def demo_texts(run_dir: str | None, n: int, seed: int) -> tuple[list[str], str]:
     """n texts from a run's test split, or else from the cached demo table (cleaned)."""
     rng = np.random.default_rng(seed)
     if run_dir:
-        from mlclf_utils import dataset
+        from mlclf_utils.data import dataset
 
         split, _ = dataset.load_split(Path(run_dir) / dataset.STAGE / dataset.DATASET_DIR / "test")
         texts = list(split["text"])
         source = f"{run_dir} test split"
     else:
-        from mlclf_utils import cleaning, debtags
+        from mlclf_utils.data import cleaning, debtags
 
         table, _ = debtags.load_debtags()
         config = cleaning.CleaningConfig()
@@ -62,7 +62,7 @@ def demo_texts(run_dir: str | None, n: int, seed: int) -> tuple[list[str], str]:
 def load_model(model_dir: str | None, seed: int):
     import torch
 
-    from mlclf_utils import models
+    from mlclf_utils.modeling import encoders
 
     if model_dir:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -70,10 +70,10 @@ def load_model(model_dir: str | None, seed: int):
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
         return model.eval(), AutoTokenizer.from_pretrained(model_dir), model_dir
     torch.manual_seed(seed)
-    model = models.load_classifier(models.DEFAULT_MODEL, PLACEHOLDER_LABELS)
+    model = encoders.load_classifier(encoders.DEFAULT_MODEL, PLACEHOLDER_LABELS)
     head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
     torch.nn.init.normal_(head.weight, std=0.5)  # a fresh head scores everything ~0.5
-    return model.eval(), models.load_tokenizer(models.DEFAULT_MODEL), models.DEFAULT_MODEL + \
+    return model.eval(), encoders.load_tokenizer(encoders.DEFAULT_MODEL), encoders.DEFAULT_MODEL + \
         " (fresh head)"
 
 
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from mlclf_utils.attributions import Explainer
+    from mlclf_utils.explain.attributions import Explainer
 
     torch.set_num_threads(args.threads)
     model, tokenizer, model_name = load_model(args.model_dir, args.seed)

@@ -34,8 +34,9 @@ def main(argv=None) -> int:
 
     from transformers import pipeline
 
-    from mlclf_utils import dataset, metrics
-    from mlclf_utils.predict import Classifier
+    from mlclf_utils.data import dataset
+    from mlclf_utils.evaluation import metrics
+    from mlclf_utils.serving.predict import Classifier
 
     bundle = Path(args.bundle)
     run_dir = Path(args.run_dir) if args.run_dir else bundle.parents[1]

@@ -150,7 +150,7 @@ def run(label: str, max_children: int, argv: list[str]) -> Path:
 
 
 def function_name(mutant: str) -> str:
-    """``mlclf_utils.loss.x_naive_bce__mutmut_3`` -> ``naive_bce``; methods as ``Class.method``."""
+    """``mlclf_utils.modeling.loss.x_naive_bce__mutmut_3`` -> ``naive_bce``; methods as ``Class.method``."""
     mangled = mutant.rsplit(".", 1)[-1].split("__mutmut_")[0]
     if mangled.startswith("xǁ"):
         return mangled.removeprefix("xǁ").replace("ǁ", ".")

@@ -33,8 +33,8 @@ def _row(name: str, report: dict, reference: dict | None) -> dict:
 
 
 def main(argv=None) -> int:
-    from mlclf_utils import sweep
-    from mlclf_utils.errors import read_json_file
+    from mlclf_utils.runner import sweep
+    from mlclf_utils.artifacts import read_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True, help="a demo run with a finished 04_evaluate")
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     run_dir, sweep_dir = Path(args.run_dir), Path(args.sweep_dir)
-    report = read_json_file(run_dir / "04_evaluate" / "report.json", what="04 report")
+    report = read_json(run_dir / "04_evaluate" / "report.json", what="04 report")
     table, info = sweep.load(sweep_dir)
     if info["data_fingerprint"] != sweep.data_fingerprint(run_dir):
         raise SystemExit(f"{sweep_dir} was trained on other data than {run_dir}: "
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     rows = [_row(name, values, None if name == REFERENCE else reference)
             for name, values in comparison.items()]
     best = info["best"]["name"]
-    best_report = read_json_file(sweep_dir / best / "04_evaluate" / "report.json", what="04 report")
+    best_report = read_json(sweep_dir / best / "04_evaluate" / "report.json", what="04 report")
     values = ", ".join(f"{k}={v}" for k, v in info["best"]["values"].items())
     rows.append(_row(f"sweep's best on validation ({values}), tuned thresholds",
                      best_report["test_tuned"], reference))

@@ -33,7 +33,7 @@ VARIANTS = {
 
 
 def ensure_demo_run(run_dir: str | None) -> Path:
-    from mlclf_utils import pipeline
+    from mlclf_utils.runner import pipeline
 
     if run_dir:
         return Path(run_dir)
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
 
-    from mlclf_utils import train
+    from mlclf_utils.modeling import train
 
     run_dir = ensure_demo_run(args.run_dir)
     rows = []

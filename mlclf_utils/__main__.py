@@ -1,4 +1,4 @@
-"""Command line: ``python -m mlclf_utils {run,sweep,apt-lists,demo-data,refresh-references,sync-notebooks,predict}``."""
+"""Command line: ``python -m mlclf_utils {run,sweep,apt-lists,demo-data,predict}``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import json
 import sys
 
-from .errors import MlclfError
+from mlclf_utils.errors import MlclfError
 
 
 def _params(args) -> dict:
     """--config first, then each -p on top of it, in the order given."""
-    from .pipeline import all_parameter_specs, load_params_file, typed_value
+    from mlclf_utils.runner.pipeline import all_parameter_specs, load_params_file, typed_value
 
     params = load_params_file(args.config)
     if args.param:
@@ -25,8 +25,8 @@ def _predict(args) -> None:
 
     Everything that can be checked from the arguments is checked before the model loads.
     """
-    from .errors import DataError, ParameterError
-    from .predict import (Classifier, check_output, in_file, output_format, read_text_rows,
+    from mlclf_utils.errors import DataError, ParameterError
+    from mlclf_utils.serving.predict import (Classifier, check_output, in_file, output_format, read_text_rows,
                           write_predictions)
 
     if args.texts and args.input:
@@ -103,14 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     data = sub.add_parser("demo-data", help="build (or reuse) the cached debtags demo table")
     data.add_argument("--refresh", action="store_true")
 
-    sub.add_parser("refresh-references",
-                   help="after editing a notebook: sync it with its script in notebooks/scripts/ "
-                        "and re-execute the tests/notebooks/ references with configs/smoke.yaml")
-
-    sub.add_parser("sync-notebooks",
-                   help="sync each notebook with its script in notebooks/scripts/ and tidy its "
-                        "metadata (no execution)")
-
     pred = sub.add_parser("predict", help="classify texts with a model bundle")
     pred.add_argument("--model", required=True, metavar="DIR", help="a bundle folder (04's bundle)")
     pred.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
@@ -132,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            from .pipeline import run_pipeline
+            from mlclf_utils.runner.pipeline import run_pipeline
 
             run_dir = run_pipeline(_params(args), first=args.first, last=args.last,
                                    resume=args.resume, run_dir=args.run_dir,
                                    progress=not args.no_progress)
             print(f"run finished: {run_dir}")
         elif args.command == "sweep":
-            from .sweep import SweepFailed, load, parse_grid, run_sweep, summary
+            from mlclf_utils.runner.sweep import SweepFailed, load, parse_grid, run_sweep, summary
 
             try:
                 sweep_dir = run_sweep(parse_grid(args.grid), params=_params(args), base=args.base,
@@ -152,29 +144,19 @@ def main(argv: list[str] | None = None) -> int:
             print(summary(load(sweep_dir)[0]).to_string())
             print(f"sweep finished: {sweep_dir}")
         elif args.command == "apt-lists":
-            from .apt_lists import ensure_lists
+            from mlclf_utils.data.apt_lists import ensure_lists
 
             print(ensure_lists())
         elif args.command == "demo-data":
-            from .debtags import load_debtags
+            from mlclf_utils.data.debtags import load_debtags
 
             table, report = load_debtags("default", refresh=args.refresh)
             summary = {k: v for k, v in report.items() if k != "label_counts"}
             print(json.dumps(summary, indent=2, default=str))
-        elif args.command == "refresh-references":
-            from .references import refresh
-
-            for path in refresh():
-                print(f"refreshed {path}")
-        elif args.command == "sync-notebooks":
-            from .pipeline import stage_notebooks
-            from .references import sync_pairs
-
-            sync_pairs(stage_notebooks())
         elif args.command == "predict":
             _predict(args)
     except KeyboardInterrupt as exc:
-        from .pipeline import RunInterrupted
+        from mlclf_utils.runner.pipeline import RunInterrupted
 
         if isinstance(exc, RunInterrupted):
             print(exc, file=sys.stderr)

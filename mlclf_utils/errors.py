@@ -7,7 +7,6 @@ these instead.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,21 +60,6 @@ class SetupError(MlclfError, RuntimeError):
     """Something outside Python is missing (apt lists, the network); says what to run."""
 
 
-def read_json_file(path, *, what: str = "file", hint: str | None = None):
-    """Parsed JSON, or a DataError that names the file: missing and malformed alike.
-
-    Every artifact reader (label map, thresholds, pos_weight, bundle files) goes through here,
-    so a broken run directory always says which file to fix.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} not found (the file is missing)", file=str(path), hint=hint)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON ({exc})", file=str(path), hint=hint) from None
-
-
 def require_columns(table, columns, name: str = "table", what: str | None = None) -> None:
     """A DataFrame holding ``columns``, or an error naming the missing ones and those present.
 
@@ -90,3 +74,13 @@ def require_columns(table, columns, name: str = "table", what: str | None = None
     if missing:
         raise DataError(f"{what or name} has no column(s) {missing}; it has {list(table.columns)}",
                         column=missing[0])
+
+
+def check_positive_int(name: str, value) -> int:
+    """``value`` if it is an int >= 1 (bools and numpy bools refused), else a ParameterError."""
+    import numbers
+
+    if isinstance(value, bool) or type(value).__name__ == "bool_" \
+            or not isinstance(value, numbers.Integral) or value < 1:
+        raise ParameterError(name, value, "must be a positive integer")
+    return int(value)

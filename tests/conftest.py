@@ -1,10 +1,14 @@
 """Shared fixtures. Tests never touch the Hub, the real runs/ folder or real AWS."""
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+# tools/ holds the notebook tooling (references.py), which is not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -26,16 +30,16 @@ def smoke_csv() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> str:
-    from mlclf_utils import models
+    from mlclf_utils.modeling import encoders
 
-    return models.resolve_model_path(models.TINY_MODEL)
+    return encoders.resolve_model_path(encoders.TINY_MODEL)
 
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> str:
-    from mlclf_utils import models
+    from mlclf_utils.modeling import encoders
 
-    return models.resolve_model_path(models.DEFAULT_MODEL)
+    return encoders.resolve_model_path(encoders.DEFAULT_MODEL)
 
 
 @pytest.fixture()
@@ -70,7 +74,7 @@ def moto_server(tmp_path_factory):
 
     from moto.server import ThreadedMotoServer
 
-    from mlclf_utils.sagemaker_job import TELEMETRY_ENV, telemetry_opt_out
+    from mlclf_utils.cloud.sagemaker_job import TELEMETRY_ENV, telemetry_opt_out
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

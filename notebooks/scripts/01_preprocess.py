@@ -38,7 +38,7 @@ on_empty_labels = "error"   # type: str  "error" or "drop" (drops are counted an
 debtags_label_set = "default"  # type: str|list  "default", "all", or a list of debtags (demo only)
 sample_size = 4000          # type: int|None  None keeps every row; the demo samples to keep make run short
 seed = 42                   # type: int  seeds the sample and the split
-cleaning = {}               # type: dict  e.g. {"digits": True}; see mlclf_utils.cleaning.CleaningConfig
+cleaning = {}               # type: dict  e.g. {"digits": True}; see mlclf_utils.data.cleaning.CleaningConfig
 label_case = "lower"        # type: str  "lower", "upper" or "keep": how label names are normalised
 min_label_count = 10        # type: int  labels with fewer texts are removed (counted and named)
 split_proportions = [0.8, 0.1, 0.1]  # type: list  train, validation, test shares (they sum to 1)
@@ -51,8 +51,11 @@ split_values = {}           # type: dict  split_column value -> "train"/"validat
 import pandas as pd
 from IPython.display import display
 
-from mlclf_utils import cleaning as cleaning_mod, explore, labels, models, preprocess, runs
-from mlclf_utils import sources, splitting, tokenization
+from mlclf_utils.data import cleaning as cleaning_mod, explore, labels
+from mlclf_utils.modeling import encoders
+from mlclf_utils.stages import preprocess
+from mlclf_utils.runner import runs
+from mlclf_utils.data import sources, splitting, tokenization
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
 pd.set_option("display.max_colwidth", 120)
@@ -63,7 +66,7 @@ config = preprocess.PreprocessConfig.from_parameters(
     label_case=label_case, min_label_count=min_label_count,
     split_proportions=split_proportions, model_name=model_name, max_length=max_length,
 )
-tokenization.check_max_length(config.max_length, models.max_positions(config.model_name))
+tokenization.check_max_length(config.max_length, encoders.max_positions(config.model_name))
 run_dir = runs.resolve_run_dir(run_dir, preprocess.STAGE)
 out_dir = runs.stage_dir(run_dir, preprocess.STAGE)
 figures = out_dir / preprocess.FIGURES_DIR
@@ -198,7 +201,7 @@ explore.plot_cooccurrence(table, label_map.labels, figures / "cooccurrence.png")
 # descriptions; the figure shows how much text that cuts, per split.
 
 # %%
-tokenizer = models.load_tokenizer(config.model_name)
+tokenizer = encoders.load_tokenizer(config.model_name)
 table, token_report = tokenization.tokenize_table(table, tokenizer, max_length=config.max_length)
 print(token_report)
 explore.plot_token_lengths(table, config.max_length, figures / "token_lengths.png");

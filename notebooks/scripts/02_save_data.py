@@ -33,7 +33,11 @@ run_dir = None     # type: str|None  None: the run your 01 started by hand (pape
 s3_uri = None      # type: str|None  e.g. "s3://my-bucket/mlclf/debtags"; None keeps the data local
 
 # %%
-from mlclf_utils import dataset, preprocess, runs, s3
+from mlclf_utils import artifacts
+from mlclf_utils.data import dataset
+from mlclf_utils.stages import preprocess
+from mlclf_utils.runner import runs
+from mlclf_utils.cloud import s3
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
 if s3_uri:
@@ -90,7 +94,7 @@ sorted(p.name for p in (dataset_dir / "train").iterdir())
 channels = {split: str(dataset_dir / split) for split in dataset.SPLITS}
 if s3_uri:
     channels = s3.upload_dataset_channels(dataset_dir, s3_uri)
-runs.write_json(out_dir / "channels.json", channels)
+artifacts.write_json(out_dir / "channels.json", channels)
 channels
 
 # %% [markdown]

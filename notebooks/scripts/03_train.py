@@ -59,8 +59,13 @@ import torch
 import torch.nn.functional as F
 from IPython.display import display
 
-from mlclf_utils import (class_weights, dataset, loss, preprocess, probe, runs, sagemaker_training,
-                         train, training_curves)
+from mlclf_utils.modeling import class_weights, loss, train
+from mlclf_utils.data import dataset
+from mlclf_utils.stages import preprocess
+from mlclf_utils.teaching import weight_probe
+from mlclf_utils.runner import runs
+from mlclf_utils.cloud import sagemaker_training
+from mlclf_utils.evaluation import training_curves
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
 hyperparameters = dict(
@@ -98,7 +103,7 @@ print("run directory:", run_dir.name, "| labels:", len(label_map),
 # L_{\text{sum}} = \sum_{n,c} \ell_{n,c}.
 # $$
 #
-# `mlclf_utils.loss.bce_with_logits` implements this formula term by term. Below it is checked against
+# `mlclf_utils.modeling.loss.bce_with_logits` implements this formula term by term. Below it is checked against
 # PyTorch's `binary_cross_entropy_with_logits` for every variant: no weights, $w$ per element, $p_c$ per
 # class, both, and each reduction.
 
@@ -147,9 +152,9 @@ print("every variant agrees with PyTorch to 1e-5:", bool(agreement["abs diff"].m
 # for later.
 
 # %%
-from mlclf_utils import teaching
+from mlclf_utils.teaching import bce
 
-teaching.sample_weight_demo(logits, targets)
+bce.sample_weight_demo(logits, targets)
 
 # %% [markdown]
 # ### Mean or sum: why the mean is the default
@@ -163,14 +168,14 @@ teaching.sample_weight_demo(logits, targets)
 # at the same scale for any $N$ and $K$, so one learning rate fits them all.
 
 # %%
-probe_data = teaching.probe_data(train_split, validation_split, label_map.labels)
-norms = teaching.gradient_norms(probe_data.x_train, probe_data.y_train)
+probe_data = bce.probe_data(train_split, validation_split, label_map.labels)
+norms = bce.gradient_norms(probe_data.x_train, probe_data.y_train)
 display(norms)
 first, last = norms.iloc[0], norms.iloc[-1]
 print(f"batch {first.batch_size:.0f} -> {last.batch_size:.0f}: the sum's gradient norm grows "
       f"{last.grad_norm_sum / first.grad_norm_sum:.1f}x ({first.grad_norm_sum:.3g} -> {last.grad_norm_sum:.3g}), "
       f"the mean's changes {last.grad_norm_mean / first.grad_norm_mean:.2f}x")
-teaching.plot_gradient_norms(norms, figures / "gradient_norm_by_batch.png");
+bce.plot_gradient_norms(norms, figures / "gradient_norm_by_batch.png");
 
 # %% [markdown]
 # ## 2 · Why "with logits": the log-sum-exp form
@@ -198,9 +203,9 @@ teaching.plot_gradient_norms(norms, figures / "gradient_norm_by_batch.png");
 # is `inf` after it; the stable form and PyTorch's kernel are exact on both sides.
 
 # %%
-cliff = teaching.sigmoid_cliff()
+cliff = bce.sigmoid_cliff()
 print(f"float32: sigmoid(x) == 1 exactly from x = {cliff:.4f} (24 ln 2 = {24 * 0.6931471805599453:.4f})")
-teaching.float32_table()
+bce.float32_table()
 
 # %% [markdown]
 # Look for the `nan` below: even when a term's weight is zero, $0 \times \log 0 = 0 \times (-\infty)$ is not
@@ -251,14 +256,14 @@ if probe_label is None:
     probe_label = candidates.index[-1] if len(candidates) else stats.index[-1]
 column = label_map.index_of(probe_label)
 ratio = (len(train_split) - stats.loc[probe_label, "train"]) / stats.loc[probe_label, "train"]
-tradeoff = probe.pos_weight_tradeoff(
+tradeoff = weight_probe.pos_weight_tradeoff(
     train_split["text"], [row[column] for row in train_split["labels"]],
     validation_split["text"], [row[column] for row in validation_split["labels"]],
     pos_weights=[0.5, 1, 2, 4, 8, 16, round(float(ratio), 1)],
 )
 print(f"class {probe_label!r}: {stats.loc[probe_label, 'train']} train positives, neg/pos = {ratio:.1f}")
 display(tradeoff)
-probe.plot_tradeoff(tradeoff, probe_label, figures / "pos_weight_tradeoff.png");
+weight_probe.plot_tradeoff(tradeoff, probe_label, figures / "pos_weight_tradeoff.png");
 
 # %% [markdown]
 # ### $p_c < 1$ raises precision, on a frequent label
@@ -270,7 +275,7 @@ probe.plot_tradeoff(tradeoff, probe_label, figures / "pos_weight_tradeoff.png");
 
 # %%
 frequent_label = stats.index[0]
-frequent = teaching.pos_weight_sweep(probe_data, frequent_label, [0.05, 0.1, 0.25, 0.5, 1, 2, 4])
+frequent = bce.pos_weight_sweep(probe_data, frequent_label, [0.05, 0.1, 0.25, 0.5, 1, 2, 4])
 display(frequent.round(3))
 at = frequent.set_index("pos_weight")
 print(f"{frequent_label!r}: {frequent.attrs['validation_positives']} validation positives "
@@ -279,7 +284,7 @@ for p in (4, 1, 0.5, 0.25):
     print(f"  p_c = {p:<4g} precision {at.loc[p, 'precision']:.3f}, recall {at.loc[p, 'recall']:.3f}, "
           f"{at.loc[p, 'predicted_positive']:.0f} predicted positive")
 print("no text predicted positive at p_c =", [p for p in at.index if at.loc[p, "predicted_positive"] == 0])
-probe.plot_tradeoff(frequent, frequent_label, figures / "pos_weight_tradeoff_frequent.png");
+weight_probe.plot_tradeoff(frequent, frequent_label, figures / "pos_weight_tradeoff_frequent.png");
 
 # %% [markdown]
 # Lowering $p_c$ trades recall for precision until, at the smallest weights, the probe can say "no" to
@@ -295,7 +300,7 @@ probe.plot_tradeoff(frequent, frequent_label, figures / "pos_weight_tradeoff_fre
 # recall: they then only ever raise recall where a label is rare.
 
 # %%
-floors = teaching.floor_table(floor=pos_weight_floor if pos_weight_floor else 0.5)
+floors = bce.floor_table(floor=pos_weight_floor if pos_weight_floor else 0.5)
 display(floors.round(3))
 print(f"a label on 99% of the texts: ratio gives p_c = {floors.iloc[-1]['ratio']:.3f}, read at "
       f"{floors.iloc[-1]['reads_at (ratio)']:.3f}; with the floor, read at {floors.iloc[-1].iloc[-1]:.3f}")
@@ -324,10 +329,10 @@ print(f"a label on 99% of the texts: ratio gives p_c = {floors.iloc[-1]['ratio']
 # unweighted probe's score, and a model with one free logit per bin trained with $p = 4$.
 
 # %%
-bins = teaching.binned_odds_check(probe_data, frequent_label, 4.0)
+bins = bce.binned_odds_check(probe_data, frequent_label, 4.0)
 display(bins.round(4))
 print(f"largest gap between the trained probability and p q / (p q + 1 - q): {bins['abs diff'].max():.1e}; "
-      f"0.5 on the weighted model agrees with q >= 1/(1+p) = {teaching.implied_threshold(4.0):.2f} "
+      f"0.5 on the weighted model agrees with q >= 1/(1+p) = {bce.implied_threshold(4.0):.2f} "
       f"in {int((bins['says yes at 0.5'] == bins['q >= 1/(1+p)']).sum())} of {len(bins)} bins")
 
 # %% [markdown]
@@ -337,11 +342,11 @@ print(f"largest gap between the trained probability and p q / (p q + 1 - q): {bi
 # probability drifts away from the label's share of the texts just as the formula says.
 
 # %%
-shift = teaching.odds_shift_check(probe_data, frequent_label, (0.25, 4.0))
+shift = bce.odds_shift_check(probe_data, frequent_label, (0.25, 4.0))
 display(shift.round(3))
 for row in shift.itertuples():
     print(f"p = {row.pos_weight:g}: median logit shift {row[3]:+.2f} (log p = {row[2]:+.2f}); weighted-at-0.5 "
-          f"and unweighted-at-{teaching.implied_threshold(row.pos_weight):.2f} agree on {row[6]:.1%} of the "
+          f"and unweighted-at-{bce.implied_threshold(row.pos_weight):.2f} agree on {row[6]:.1%} of the "
           f"texts; mean probability {row[9]:.3f} unweighted, {row[7]:.3f} weighted, {row[8]:.3f} predicted")
 
 # %% [markdown]
@@ -389,7 +394,7 @@ class_weights.plot_pos_weights(weights, figures / "pos_weights.png");
 # train split:
 
 # %%
-display(teaching.strategy_weights(probe_data, floor=pos_weight_floor).round(3))
+display(bce.strategy_weights(probe_data, floor=pos_weight_floor).round(3))
 
 # %% [markdown]
 # The evidence that this matters for the fine-tuned encoder is the class-weight sweep: each strategy
@@ -399,7 +404,7 @@ display(teaching.strategy_weights(probe_data, floor=pos_weight_floor).round(3))
 # come from: the newest sweep on this run's data if there is one, otherwise the committed benchmark.
 
 # %%
-evidence, source = teaching.sweep_evidence(run_dir)
+evidence, source = bce.sweep_evidence(run_dir)
 print(source)
 if evidence is not None:
     display(evidence)
@@ -411,7 +416,7 @@ if evidence is not None:
 # %% [markdown]
 # ## 5 · Fine-tune
 #
-# `mlclf_utils/train.py` is one script for every way of running: here in-process, under
+# `mlclf_utils/modeling/train.py` is one script for every way of running: here in-process, under
 # `torchrun --nproc_per_node=N` (DDP, gloo on CPU and nccl on GPU), or as the entry point of a
 # SageMaker Hugging Face job. It builds on `transformers.Trainer` with the weighted loss above,
 # pads each batch dynamically and groups texts of similar length, evaluates micro- and macro-F1

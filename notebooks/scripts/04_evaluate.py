@@ -43,8 +43,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from mlclf_utils import (baselines, bundle, calibration, dataset, evaluation_plots, metrics,
-                         misclassifications, predict, runs, sweep, thresholds, train)
+from mlclf_utils import artifacts
+from mlclf_utils.evaluation import baselines, calibration, plots, metrics, misclassifications, thresholds
+from mlclf_utils.serving import bundle, predict
+from mlclf_utils.data import dataset
+from mlclf_utils.runner import runs, sweep
+from mlclf_utils.modeling import train
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
 run_dir = runs.resolve_run_dir(run_dir, "04_evaluate")
@@ -86,7 +90,7 @@ calibrator, probs, ece_table = calibration.calibrate_splits(
     y, raw_probs, labels, method=calibration_method, min_support=min_support)
 display(ece_table.round(4))
 print({k: v for k, v in ece_table.attrs.items()} or "calibration is off (calibration_method=None)")
-evaluation_plots.reliability_diagram(y["test"], raw_probs["test"],
+plots.reliability_diagram(y["test"], raw_probs["test"],
                                      path=figures / "reliability_raw.png");
 
 # %% [markdown]
@@ -112,7 +116,7 @@ print(tuned["source"].value_counts().to_string())
 curves = thresholds.f1_threshold_curves(y["validation"], probs["validation"], labels)
 by_support = tuned[tuned["support"] > 0].sort_values("support").index.tolist()
 show = by_support[-2:] + by_support[:2]   # the two most and the two least frequent labels
-evaluation_plots.plot_f1_vs_threshold(curves, show, tuned, figures / "f1_vs_threshold.png");
+plots.plot_f1_vs_threshold(curves, show, tuned, figures / "f1_vs_threshold.png");
 
 # %% [markdown]
 # ## 3 · Test metrics at 0.5 and at the tuned thresholds
@@ -133,13 +137,13 @@ print(report_tuned["note"] or "every label has positives in test")
 # %%
 per_class_05 = metrics.per_class_table(y["test"], probs["test"], labels, 0.5)
 per_class_tuned = metrics.per_class_table(y["test"], probs["test"], labels, tuned_values)
-evaluation_plots.plot_per_class_f1(per_class_05, per_class_tuned, figures / "per_class_f1.png");
+plots.plot_per_class_f1(per_class_05, per_class_tuned, figures / "per_class_f1.png");
 
 # %%
-evaluation_plots.plot_pr_curves(y["test"], probs["test"], labels, path=figures / "pr_curves.png");
+plots.plot_pr_curves(y["test"], probs["test"], labels, path=figures / "pr_curves.png");
 
 # %%
-evaluation_plots.plot_confusion_counts(per_class_tuned, figures / "confusion_counts.png");
+plots.plot_confusion_counts(per_class_tuned, figures / "confusion_counts.png");
 
 # %% [markdown]
 # **Calibration, after.** Are the probabilities honest? In the reliability diagram, the pairs
@@ -148,7 +152,7 @@ evaluation_plots.plot_confusion_counts(per_class_tuned, figures / "confusion_cou
 # weights did; this one shows the calibrated probabilities on test, which the maps never saw.
 
 # %%
-fig, ece = evaluation_plots.reliability_diagram(y["test"], probs["test"], path=figures / "reliability.png")
+fig, ece = plots.reliability_diagram(y["test"], probs["test"], path=figures / "reliability.png")
 print(f"expected calibration error on test: {ece:.3f} calibrated, "
       f"{ece_table.loc['test', 'ECE raw']:.3f} raw")
 
@@ -158,8 +162,8 @@ print(f"expected calibration error on test: {ece:.3f} calibrated, "
 
 # %%
 predicted_test = metrics.predict_with_thresholds(probs["test"], tuned_values)
-confusion = evaluation_plots.label_confusion(y["test"], predicted_test, labels)
-evaluation_plots.plot_label_confusion(confusion, figures / "label_confusion.png");
+confusion = plots.label_confusion(y["test"], predicted_test, labels)
+plots.plot_label_confusion(confusion, figures / "label_confusion.png");
 
 # %% [markdown]
 # ## 4 · Misclassifications
@@ -211,7 +215,7 @@ comparison
 # training).
 #
 # ```python
-# from mlclf_utils.predict import Classifier
+# from mlclf_utils.serving.predict import Classifier
 # clf = Classifier.load("runs/<run-id>/04_evaluate/bundle")
 # clf.predict(["A GTK image viewer with thumbnails"])
 # ```
@@ -227,7 +231,7 @@ bundle_dir = bundle.export_bundle(
 thresholds.save_thresholds(tuned, out_dir / "thresholds.json")
 per_class_tuned.to_csv(out_dir / "per_class_test.csv")
 report_validation = metrics.multilabel_report(y["validation"], probs["validation"], labels, tuned_values)
-runs.write_json(out_dir / "report.json", {"test_at_0.5": report_05, "test_tuned": report_tuned,
+artifacts.write_json(out_dir / "report.json", {"test_at_0.5": report_05, "test_tuned": report_tuned,
                                           "validation_tuned": report_validation,
                                           "comparison": comparison.to_dict()})
 loaded = predict.Classifier.load(bundle_dir)
@@ -271,6 +275,6 @@ else:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from mlclf_utils import evaluation
+from mlclf_utils.evaluation import scoring
 
-print(evaluation.comparison_summary(comparison, y["test"], reference="fine-tuned, tuned thresholds"))
+print(scoring.comparison_summary(comparison, y["test"], reference="fine-tuned, tuned thresholds"))

@@ -52,8 +52,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from mlclf_utils import (attributions, dataset, evaluation, hard_negatives, misclassifications,
-                         runs, token_audit, train)
+from mlclf_utils.explain import attributions, hard_negatives, token_audit
+from mlclf_utils.data import dataset
+from mlclf_utils.evaluation import scoring, misclassifications
+from mlclf_utils.runner import runs
+from mlclf_utils.modeling import train
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
 run_dir = runs.resolve_run_dir(run_dir, "05_explain")
@@ -150,8 +153,8 @@ if retrain and len(negatives):
                        output_data_dir=str(out_dir / "retrain" / "metrics"),
                        checkpoint_dir=str(out_dir / "retrain" / "checkpoints"), **train.recipe(trained))
     validation, test = (dataset.load_split(data_dir / s)[0] for s in ("validation", "test"))
-    before = evaluation.evaluate_model_dir(model_dir, validation, test, label_map.labels)
-    after = evaluation.evaluate_model_dir(out_dir / "retrain" / "model", validation, test, label_map.labels)
+    before = scoring.evaluate_model_dir(model_dir, validation, test, label_map.labels)
+    after = scoring.evaluate_model_dir(out_dir / "retrain" / "model", validation, test, label_map.labels)
     classes = sorted({c for c, _ in pairs})
     comparison = hard_negatives.compare_before_after(before, after, classes)
     comparison.to_csv(out_dir / "retrain_comparison.csv", index=False)

@@ -6,8 +6,8 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["mlclf_utils.train", "mlclf_utils.predict",
-                                    "mlclf_utils.sagemaker_inference", "mlclf_utils.sagemaker_training"])
+@pytest.mark.parametrize("module", ["mlclf_utils.modeling.train", "mlclf_utils.serving.predict",
+                                    "mlclf_utils.serving.hosting", "mlclf_utils.cloud.sagemaker_training"])
 def test_training_and_serving_entry_points_import_no_plotting_library(module):
     """The SageMaker container installs neither matplotlib nor seaborn (see
     sagemaker_job.CONTAINER_REQUIREMENTS), so train.py must import without them."""

@@ -1,4 +1,4 @@
-"""Tests for mlclf_utils.debtags: parsers on inline stanzas, then one build on the real lists."""
+"""Tests for mlclf_utils.data.debtags: parsers on inline stanzas, then one build on the real lists."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlclf_utils import apt_lists, debtags
+from mlclf_utils.data import apt_lists, debtags
 from mlclf_utils.errors import ParameterError, SetupError
 
 # Three lists in apt's order: the main archive, -updates, -security (which has no tags).

@@ -14,8 +14,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from mlclf_utils import references, sweep
-from mlclf_utils.runs import read_json
+import references
+from mlclf_utils.runner import sweep
+from mlclf_utils.artifacts import read_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = str(ROOT / "configs" / "smoke.yaml")

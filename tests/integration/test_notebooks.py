@@ -8,9 +8,10 @@ import nbformat
 import pandas as pd
 import pytest
 
-from mlclf_utils import pipeline, references
+import references
+from mlclf_utils.runner import pipeline
 from mlclf_utils.errors import MlclfError, ParameterError
-from mlclf_utils.runs import read_json
+from mlclf_utils.artifacts import read_json
 
 NOTEBOOKS = pipeline.stage_notebooks()
 
@@ -120,6 +121,7 @@ def test_first_code_cell_names_the_kernel_when_mlclf_utils_is_missing(path):
 
 def test_the_runner_names_the_missing_kernel():
     from mlclf_utils.errors import SetupError
+    from mlclf_utils.artifacts import read_json
 
     with pytest.raises(SetupError, match="no Jupyter kernel named 'mlclf-missing'.*make install"):
         pipeline.check_kernel("mlclf-missing")
@@ -388,7 +390,7 @@ def by_hand(tmp_path_factory):
 
 
 def read_session_pointer_name(runs) -> str:
-    from mlclf_utils import runs as runs_module
+    from mlclf_utils.runner import runs as runs_module
 
     return runs_module.session_pointer(runs).name
 

@@ -6,8 +6,9 @@ import boto3
 import pandas as pd
 import pytest
 
-from mlclf_utils import pipeline, references
-from mlclf_utils.runs import read_json
+import references
+from mlclf_utils.runner import pipeline
+from mlclf_utils.artifacts import read_json
 
 NOTEBOOKS = pipeline.stage_notebooks()[:5]
 
@@ -49,7 +50,7 @@ def test_smoke_pipeline_trains_evaluates_and_bundles_a_model(runs_root):
     assert report["comparison"]["TF-IDF + LR, tuned thresholds"]["macro_f1"] >= 0.9
     table = pd.read_parquet(evaluation / "misclassifications.parquet")
     assert len(table) == 40 and {"false_positives", "false_negatives"} <= set(table.columns)
-    from mlclf_utils.predict import Classifier
+    from mlclf_utils.serving.predict import Classifier
 
     classifier = Classifier.load(evaluation / "bundle")
     thresholds = read_json(evaluation / "thresholds.json")
@@ -91,7 +92,7 @@ def s3_base(moto_server, tmp_path_factory):
     moto runs no job, so each test puts these as the job's tarballs where SageMaker writes them."""
     import uuid
 
-    from mlclf_utils import train
+    from mlclf_utils.modeling import train
 
     bucket = f"mlclf-smoke-{uuid.uuid4().hex[:10]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
@@ -123,7 +124,7 @@ def test_a_sagemaker_round_trip_per_sweep_combination_and_04_runs_unchanged_on_e
     """02 uploaded the channels; each combination's 03 submits a job and waits for it, the
     model comes back into 03_train, and 04 evaluates it here (one test for both, to keep
     make test short: a sweep combination is exactly `run --resume base --from 03 --to 04`)."""
-    from mlclf_utils import sweep
+    from mlclf_utils.runner import sweep
 
     first, bucket = s3_base["base"], s3_base["bucket"]
     channels = read_json(first / "02_save_data" / "channels.json")
@@ -164,8 +165,9 @@ def test_a_sagemaker_round_trip_per_sweep_combination_and_04_runs_unchanged_on_e
 
 
 def test_a_sagemaker_sweep_needs_s3_channels(tmp_path):
-    from mlclf_utils import sweep
+    from mlclf_utils.runner import sweep
     from mlclf_utils.errors import ParameterError
+    from mlclf_utils.artifacts import read_json
 
     with pytest.raises(ParameterError, match="s3_uri"):
         sweep.run_sweep({"pos_weight_strategy": ["none"]}, params={}, backend="sagemaker")

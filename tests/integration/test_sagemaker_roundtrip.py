@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from mlclf_utils import s3, sagemaker_job, sagemaker_training
+from mlclf_utils.cloud import s3, sagemaker_job, sagemaker_training
 from mlclf_utils.errors import MlclfError, ParameterError
 
 pytestmark = [pytest.mark.aws, pytest.mark.usefixtures("no_real_aws")]

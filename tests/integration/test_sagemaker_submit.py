@@ -13,7 +13,7 @@ from importlib import metadata
 
 import pytest
 
-from mlclf_utils import s3, sagemaker_job
+from mlclf_utils.cloud import s3, sagemaker_job
 from mlclf_utils.errors import ParameterError
 
 pytestmark = [pytest.mark.aws, pytest.mark.usefixtures("no_real_aws")]
@@ -206,21 +206,21 @@ def test_submit_creates_the_job_sagemaker_would_run(channels, s3_bucket, sm_sess
     assert "huggingface-pytorch-training:2.8.0-transformers4.56.2-gpu-py312" in image
 
     # SageMaker stores every hyperparameter as a JSON document in a string; the training
-    # toolkit decodes it and calls `python mlclf_utils/train.py --epochs 3 --padding dynamic`.
+    # toolkit decodes it and calls `python mlclf_utils/modeling/train.py --epochs 3 --padding dynamic`.
     hp = job["HyperParameters"]
     assert {k: hp[k] for k in HYPERPARAMETERS} == {
         "epochs": "3", "learning_rate": "5e-05", "padding": '"dynamic"', "bf16": "true",
         "pos_weight_cap": "10.0",
     }
     assert {k: json.loads(v) for k, v in hp.items() if k in HYPERPARAMETERS} == HYPERPARAMETERS
-    assert hp["sagemaker_program"] == '"mlclf_utils/train.py"'
+    assert hp["sagemaker_program"] == '"mlclf_utils/modeling/train.py"'
     assert hp["sagemaker_job_name"] == '"mlclf-test-job-1"'
     assert "sagemaker_torch_distributed_enabled" not in hp
 
     source = json.loads(hp["sagemaker_submit_directory"])
     assert source == f"s3://{s3_bucket}/runs/r1/03/output/mlclf-test-job-1/source/sourcedir.tar.gz"
     members = _sourcedir_members(source)
-    assert "mlclf_utils/train.py" in members
+    assert "mlclf_utils/modeling/train.py" in members
     assert "requirements.txt" in members
     assert not [m for m in members if "__pycache__" in m or m.endswith(".pyc")]
 
@@ -243,7 +243,7 @@ def test_torch_distributed_reaches_the_job_as_a_hyperparameter(channels, sm_sess
                                                "sagemaker_pytorch_ddp"))]
     assert job["ResourceConfig"]["InstanceCount"] == 2
     source = json.loads(hp["sagemaker_submit_directory"])
-    assert "mlclf_utils/train.py" in _sourcedir_members(source)
+    assert "mlclf_utils/modeling/train.py" in _sourcedir_members(source)
     # With no output_path, everything goes to the session's default bucket: no STS lookup.
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{sm_session.default_bucket()}/"
 

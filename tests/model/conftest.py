@@ -2,14 +2,16 @@
 
 import pytest
 
-from mlclf_utils import cleaning, dataset, labels, models, preprocess, sources, splitting
-from mlclf_utils.tokenization import tokenize_table
+from mlclf_utils.data import cleaning, dataset, labels, sources, splitting
+from mlclf_utils.modeling import encoders
+from mlclf_utils.stages import preprocess
+from mlclf_utils.data.tokenization import tokenize_table
 
 
 def build_smoke_run(run_dir, smoke_csv, *, max_length=64):
     config = preprocess.PreprocessConfig(source=str(smoke_csv), text_column="description",
                                          labels_column="tags", sample_size=None,
-                                         min_label_count=5, model_name=models.TINY_MODEL,
+                                         min_label_count=5, model_name=encoders.TINY_MODEL,
                                          max_length=max_length)
     table, _ = sources.load_source(config.source, text_column="description", labels_column="tags")
     table, _ = cleaning.clean_column(table, config.cleaning_config)
@@ -17,7 +19,7 @@ def build_smoke_run(run_dir, smoke_csv, *, max_length=64):
     table, _ = labels.quality_report(table, min_label_count=config.min_label_count)
     label_map = labels.LabelMap.from_table(table)
     table, _ = splitting.stratified_split(table, label_map, seed=config.seed)
-    table, _ = tokenize_table(table, models.load_tokenizer(models.TINY_MODEL),
+    table, _ = tokenize_table(table, encoders.load_tokenizer(encoders.TINY_MODEL),
                               max_length=max_length, progress=False)
     preprocess.save_artifacts(run_dir, table, label_map, config, {})
     stats = dataset.class_statistics(table, label_map)
@@ -97,7 +99,7 @@ def write_keyword_csv(path, rows) -> str:
 # is random, so (unlike MiniLM) it is the encoder that must learn fast: its rate is 10x the
 # head's. A head rate that lands on the wrong parameters then leaves the encoder at 2e-4, where
 # it learns nothing in 100 steps (measured: macro-F1 0.14 against 0.90).
-KEYWORD_RECIPE = dict(model_name=models.TINY_MODEL, max_steps=100, eval_steps=100, batch_size=16,
+KEYWORD_RECIPE = dict(model_name=encoders.TINY_MODEL, max_steps=100, eval_steps=100, batch_size=16,
                       learning_rate=2e-3, head_learning_rate=2e-4, seed=0, threads=1,
                       early_stopping_patience=0, progress=False, bf16=False, max_length=64,
                       logging_steps=50)
@@ -115,9 +117,9 @@ def train_keyword_model(template, dest, **overrides):
     """Train a copy of the template with KEYWORD_RECIPE; a Classifier with the default cleaning."""
     import shutil
 
-    from mlclf_utils import train
-    from mlclf_utils.cleaning import CleaningConfig
-    from mlclf_utils.predict import Classifier
+    from mlclf_utils.modeling import train
+    from mlclf_utils.data.cleaning import CleaningConfig
+    from mlclf_utils.serving.predict import Classifier
 
     run_dir = shutil.copytree(template, dest)
     train.run_training(run_dir=str(run_dir), **{**KEYWORD_RECIPE, **overrides})
@@ -128,7 +130,7 @@ def keyword_scores(classifier, rows) -> tuple[dict, "pd.DataFrame"]:
     """Report and per-label table at 0.5 on ``rows``, matching labels by name."""
     import numpy as np
 
-    from mlclf_utils import metrics
+    from mlclf_utils.evaluation import metrics
 
     probs = classifier.predict_proba([text for text, _ in rows])
     truth = np.array([[name in labels for name in classifier.labels] for _, labels in rows])

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from mlclf_utils import models
-from mlclf_utils.attributions import (Explainer, Explanation, captum_html, explanations_table,
+from mlclf_utils.modeling import encoders
+from mlclf_utils.explain.attributions import (Explainer, Explanation, captum_html, explanations_table,
                                       plot_attributions)
 from mlclf_utils.errors import DataError, ParameterError
 
@@ -48,8 +48,8 @@ def fitted(tiny_model_dir):
     """
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    tokenizer = models.load_tokenizer(models.TINY_MODEL)
-    model = models.load_classifier(models.TINY_MODEL, LABELS)
+    tokenizer = encoders.load_tokenizer(encoders.TINY_MODEL)
+    model = encoders.load_classifier(encoders.TINY_MODEL, LABELS)
     texts, y = _texts()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
     model.train()
@@ -93,10 +93,10 @@ def test_completeness_tiny_distilbert(explainer, text, label):
 def test_completeness_minilm(minilm_dir):
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = models.load_classifier(models.DEFAULT_MODEL, LABELS)
+    model = encoders.load_classifier(encoders.DEFAULT_MODEL, LABELS)
     head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
     torch.nn.init.normal_(head.weight, std=0.5)  # spread the scores away from 0.5
-    tokenizer = models.load_tokenizer(models.DEFAULT_MODEL)
+    tokenizer = encoders.load_tokenizer(encoders.DEFAULT_MODEL)
     text = "A command line tool to edit text files"
     # 20 steps hold completeness to a few percent of the change (measured: 1.6 %) ...
     quick = Explainer(model, tokenizer, n_steps=20, delta_tolerance=5e-2).explain(text, 1)
@@ -247,7 +247,7 @@ def test_figure_html_and_table(explainer, tmp_path):
 def test_04_and_05_read_the_same_max_length_from_a_model_folder(fitted, tmp_path):
     """One rule for inference in 04 (Classifier) and 05 (Explainer): hyperparameters.json, else
     the model's limit (05 once fell back to 128 and 04 to the model's limit)."""
-    from mlclf_utils.predict import Classifier
+    from mlclf_utils.serving.predict import Classifier
 
     model, tokenizer = fitted
     model.save_pretrained(tmp_path)

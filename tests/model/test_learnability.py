@@ -8,8 +8,9 @@ real 01/02 code and train.py; the breakages are applied with monkeypatch, one at
 
 import pytest
 
-from mlclf_utils import dataset, loss, train
-from mlclf_utils.labels import LabelMap
+from mlclf_utils.data import dataset
+from mlclf_utils.modeling import loss, train
+from mlclf_utils.data.labels import LabelMap
 
 pytestmark = pytest.mark.slow
 

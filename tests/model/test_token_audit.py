@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from mlclf_utils import hard_negatives, models, token_audit
-from mlclf_utils.attributions import Explainer
+from mlclf_utils.explain import hard_negatives, token_audit
+from mlclf_utils.modeling import encoders
+from mlclf_utils.explain.attributions import Explainer
 from mlclf_utils.errors import DataError, ParameterError
 
 LABELS = ["alpha", "beta"]
@@ -76,8 +77,8 @@ def trained(tiny_model_dir):
     torch.set_num_threads(1)
     texts, label_sets, ids, planted = make_train()
     torch.manual_seed(0)
-    tokenizer = models.load_tokenizer(models.TINY_MODEL)
-    model = fit(models.load_classifier(models.TINY_MODEL, LABELS), tokenizer, texts, label_sets)
+    tokenizer = encoders.load_tokenizer(encoders.TINY_MODEL)
+    model = fit(encoders.load_classifier(encoders.TINY_MODEL, LABELS), tokenizer, texts, label_sets)
     return model, tokenizer, (texts, label_sets, ids, planted)
 
 

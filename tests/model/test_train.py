@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import f1_score
 
-from mlclf_utils import train
+from mlclf_utils.modeling import train
 from mlclf_utils.errors import MlclfError, ParameterError
 
 FAST = dict(model_name="mlclf/tiny-random-distilbert", epochs=1, batch_size=16,
@@ -106,7 +106,7 @@ def test_entry_point_runs_exactly_as_sagemaker_would(smoke_run, tmp_path, monkey
     truth = np.asarray(validation["labels"]) > 0.5
     expected = f1_score(truth, predicted, average="macro", zero_division=0)
     assert metrics["best_validation_macro_f1"] == pytest.approx(expected, abs=1e-6)
-    from mlclf_utils.class_weights import load_pos_weight
+    from mlclf_utils.modeling.class_weights import load_pos_weight
 
     weights = load_pos_weight(model_dir / "pos_weight.json")
     assert list(weights) == labels and all(w >= 0.5 for w in weights.values())
@@ -133,7 +133,7 @@ def test_killed_mid_epoch_and_resumed_equals_an_uninterrupted_run(smoke_run_temp
     assert train.main(args_for(straight, **common)) == 0
 
     resumed = shutil.copytree(smoke_run_template, tmp_path / "resumed")
-    command = [sys.executable, "-m", "mlclf_utils.train", *args_for(resumed, **common)]
+    command = [sys.executable, "-m", "mlclf_utils.modeling.train", *args_for(resumed, **common)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = resumed / "03_train" / "checkpoints" / "checkpoint-8" / "trainer_state.json"
     deadline = time.time() + 300
@@ -203,9 +203,9 @@ def optimizer_rates(tmp_path, head_learning_rate=HEAD_LR):
     the optimizer the Trainer really builds (create_optimizer_and_scheduler, as train() does)."""
     from transformers import TrainingArguments
 
-    from mlclf_utils import models
+    from mlclf_utils.modeling import encoders
 
-    model = models.load_classifier(models.TINY_MODEL, ["a", "b", "c"])
+    model = encoders.load_classifier(encoders.TINY_MODEL, ["a", "b", "c"])
     args = TrainingArguments(output_dir=str(tmp_path / "out"), learning_rate=ENCODER_LR,
                              weight_decay=0.01, report_to=[], use_cpu=True, warmup_steps=0)
     trainer = train.make_trainer_class()(model=model, args=args, pos_weight=torch.ones(3),

@@ -1,0 +1,123 @@
+"""Stage 02: the 01 table as a Hugging Face ``DatasetDict``, laid out for a SageMaker job.
+
+Each split is saved as its own ``save_to_disk`` folder, and each folder also carries the small
+JSON files a training job needs (label map, preprocessing config, class statistics). A
+SageMaker Hugging Face job mounts ``s3://bucket/prefix/train`` at ``SM_CHANNEL_TRAIN``; with
+everything inside the channel, the entry point needs nothing else.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlclf_utils.errors import DataError, MlclfError
+from mlclf_utils.data.labels import LabelMap
+from mlclf_utils.artifacts import write_json
+
+STAGE = "02_save_data"
+DATASET_DIR = "dataset"
+SPLITS = ("train", "validation", "test")
+LABEL_MAP_FILE = "label_map.json"
+CLASS_STATS_FILE = "class_stats.json"
+PREPROCESS_CONFIG_FILE = "preprocess_config.json"
+# The values 01 chooses that later stages read from its preprocess_config.json rather than
+# take as parameters of their own (issue 11): 03 trains, and 04 and 05 infer, on 01's tokens.
+SHARED_SETTINGS = ("model_name", "max_length")
+
+
+def class_statistics(table: pd.DataFrame, label_map: LabelMap) -> dict:
+    """Rows per split and positives per label per split: what pos_weight and reports need."""
+    targets = label_map.to_multi_hot(table["labels"].tolist())
+    stats = {"labels": list(label_map.labels), "rows": {}, "positives": {}}
+    for split in SPLITS:
+        mask = (table["split"] == split).to_numpy()
+        stats["rows"][split] = int(mask.sum())
+        stats["positives"][split] = [int(x) for x in targets[mask].sum(axis=0)]
+    return stats
+
+
+def class_statistics_table(stats: dict) -> pd.DataFrame:
+    frame = pd.DataFrame({split: stats["positives"][split] for split in SPLITS},
+                         index=pd.Index(stats["labels"], name="label"))
+    frame["share_train"] = (frame["train"] / max(stats["rows"]["train"], 1)).round(4)
+    return frame.sort_values("train", ascending=False, kind="stable")
+
+
+def build_dataset_dict(table: pd.DataFrame, label_map: LabelMap):
+    """input_ids, attention_mask, float multi-hot labels, length (for length-grouped batches),
+    plus text and source_id for the later stages (evaluation tables, explanations)."""
+    import datasets
+
+    missing = {"split", "input_ids", "labels", "text", "source_id"} - set(table.columns)
+    if missing:
+        raise MlclfError(f"the 01 table lacks columns {sorted(missing)}; re-run 01_preprocess")
+    unknown = sorted(set(table["split"]) - set(SPLITS))
+    if unknown:
+        raise DataError(f"unknown split names {unknown}", column="split")
+    features = datasets.Features({
+        "input_ids": datasets.Sequence(datasets.Value("int32")),
+        "attention_mask": datasets.Sequence(datasets.Value("int8")),
+        "labels": datasets.Sequence(datasets.Value("float32"), length=len(label_map)),
+        "length": datasets.Value("int32"),
+        "text": datasets.Value("string"),
+        "source_id": datasets.Value("string"),
+    })
+    splits = {}
+    for split in SPLITS:
+        part = table[table["split"] == split]
+        if part.empty:
+            raise DataError(f"the {split} split is empty", column="split")
+        ids = [np.asarray(x, dtype=np.int32) for x in part["input_ids"]]
+        targets = label_map.to_multi_hot(part["labels"].tolist())
+        splits[split] = datasets.Dataset.from_dict(
+            {
+                "input_ids": ids,
+                "attention_mask": [np.ones(len(x), dtype=np.int8) for x in ids],
+                "labels": list(targets.astype(np.float32)),
+                "length": [len(x) for x in ids],
+                "text": part["text"].tolist(),
+                "source_id": part["source_id"].tolist(),
+            },
+            features=features,
+        )
+    return datasets.DatasetDict(splits)
+
+
+def save_dataset(dataset_dict, out_dir: str | Path, *, label_map: LabelMap, class_stats: dict,
+                 preprocess_config: dict) -> Path:
+    """save_to_disk, then drop the small JSON files into every split folder."""
+    out_dir = Path(out_dir)
+    target = out_dir / DATASET_DIR
+    if target.exists():
+        raise MlclfError(f"{target} exists; a run never overwrites its data")
+    dataset_dict.save_to_disk(str(target))
+    for split in dataset_dict:
+        label_map.to_json(target / split / LABEL_MAP_FILE)
+        write_json(target / split / CLASS_STATS_FILE, class_stats)
+        write_json(target / split / PREPROCESS_CONFIG_FILE, preprocess_config)
+    return target
+
+
+def load_split(folder: str | Path):
+    """One split folder (local or a mounted SageMaker channel) and its label map."""
+    import datasets
+
+    folder = Path(folder)
+    if not (folder / LABEL_MAP_FILE).exists():
+        raise MlclfError(
+            f"{folder} holds no {LABEL_MAP_FILE}: expected a split folder written by 02_save_data"
+        )
+    return datasets.load_from_disk(str(folder)), LabelMap.from_json(folder / LABEL_MAP_FILE)
+
+
+def folder_size(folder: str | Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def copy_split(folder: str | Path, dest: str | Path) -> Path:
+    """A copy of a split folder, e.g. to stage a fake SageMaker channel in tests."""
+    return Path(shutil.copytree(folder, dest))

@@ -1,0 +1,1 @@
+"""Metrics, thresholds, calibration, baselines and their figures (stage 04)."""

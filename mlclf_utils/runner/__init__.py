@@ -1,0 +1,1 @@
+"""Runs, the notebook runner (papermill) and the sweep."""

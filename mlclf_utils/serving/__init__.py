@@ -1,0 +1,1 @@
+"""The model bundle, Classifier and SageMaker hosting: what a trained model is used through."""

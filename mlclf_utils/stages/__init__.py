@@ -1,0 +1,34 @@
+"""One module per numbered notebook: its defaults, its checks, its files, and ``run()``.
+
+Each stage module has ``STAGE`` (its folder in a run directory), ``check(params)`` (the
+validation the runner's preflight and the notebook's first cells share: cheap, before any work)
+and ``run(run_dir, ...)`` (the whole stage headless, for tests and scripts). The notebook calls
+the same functions in readable steps. Stages talk only through the files in
+``mlclf_utils.artifacts``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from mlclf_utils import artifacts
+
+MODULES = {
+    artifacts.PREPROCESS: "mlclf_utils.stages.preprocess",
+    artifacts.SAVE_DATA: "mlclf_utils.stages.save_data",
+    artifacts.TRAIN: "mlclf_utils.stages.train",
+    artifacts.EVALUATE: "mlclf_utils.stages.evaluate",
+    artifacts.EXPLAIN: "mlclf_utils.stages.explain",
+}
+
+
+def module(stage: str):
+    """The stage module of ``stage`` (e.g. "04_evaluate"), imported on first use."""
+    if stage not in MODULES:
+        raise ValueError(f"unknown stage {stage!r}; the stages are {tuple(MODULES)}")
+    return importlib.import_module(MODULES[stage])
+
+
+def check(stage: str, params: dict) -> None:
+    """``stage``'s own validation of its parameter values (notebook defaults plus overrides)."""
+    module(stage).check(params)

@@ -1,0 +1,1 @@
+"""Demonstrations the notebooks teach with; nothing in training depends on them."""

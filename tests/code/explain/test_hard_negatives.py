@@ -1,0 +1,165 @@
+"""Tests for mlclf_utils.explain.hard_negatives on small hand-made data: exact word matching, the CSV,
+the oversampled split and the before/after table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlclf_utils.explain import hard_negatives as hn
+from mlclf_utils.errors import DataError, MlclfError, ParameterError
+
+TEXTS = [
+    "A zorblat viewer",                 # 0 zorblat, has alpha
+    "Zorblat, the fast editor",         # 1 zorblat (capitalised, comma), no alpha -> hard
+    "zorblats everywhere",              # 2 a different word
+    "the un-zorblat tool",              # 3 zorblat after punctuation, no alpha -> hard
+    "plain text editor",                # 4 no zorblat
+    "zorblat_x library",                # 5 underscore splits words: zorblat, no alpha -> hard
+    "kettle and zorblat",               # 6 zorblat, has alpha and beta
+    "kettle boils",                     # 7 beta only
+]
+LABELS = [["alpha"], ["beta"], [], ["beta"], [], [], ["alpha", "beta"], ["beta"]]
+IDS = [f"data.csv:{i + 1}" for i in range(len(TEXTS))]
+
+
+def test_exactly_the_texts_with_the_word_and_without_the_class():
+    table = hn.find_hard_negatives(TEXTS, LABELS, IDS, [("alpha", "zorblat")])
+    assert list(table.columns) == hn.COLUMNS
+    assert table["source_id"].tolist() == ["data.csv:2", "data.csv:4", "data.csv:6"]
+    assert table["labels"].tolist() == [["beta"], ["beta"], []]
+    assert set(table["token"]) == {"zorblat"} and set(table["class"]) == {"alpha"}
+    assert "zorblat" in table["reason"].iloc[0] and "alpha" in table["reason"].iloc[0]
+
+
+def test_several_pairs_a_text_can_appear_once_per_pair():
+    table = hn.find_hard_negatives(TEXTS, LABELS, IDS,
+                                   [("alpha", "ZORBLAT"), ("beta", "kettle"), ("beta", "zorblat")],
+                                   reason="{token} without {class}")
+    assert table[table["class"] == "beta"]["source_id"].tolist() == ["data.csv:1", "data.csv:6"]
+    assert table["source_id"].tolist().count("data.csv:6") == 2
+    assert table[table["class"] == "beta"]["reason"].iloc[0] == "zorblat without beta"
+    empty = hn.find_hard_negatives(TEXTS, LABELS, IDS, [("beta", "kettle")])
+    assert empty.empty and list(empty.columns) == hn.COLUMNS
+
+
+@pytest.mark.parametrize("pairs, match", [
+    ([("alpha", "two words")], "one word"),
+    ([("gamma", "zorblat")], "gamma"),
+    ([("alpha",)], "two strings"),
+    (("alpha", "zorblat"), "list of"),
+])
+def test_bad_pairs(pairs, match):
+    with pytest.raises(ParameterError, match=match):
+        hn.find_hard_negatives(TEXTS, LABELS, IDS, pairs)
+
+
+def test_mismatched_lengths_and_string_label_sets():
+    with pytest.raises(DataError, match="train_source_ids"):
+        hn.find_hard_negatives(TEXTS, LABELS, IDS[:-1], [("alpha", "zorblat")])
+    with pytest.raises(DataError, match="not a string"):
+        hn.find_hard_negatives(TEXTS[:2], ["alpha", "beta"], IDS[:2], [("alpha", "zorblat")])
+
+
+def test_csv(tmp_path):
+    table = hn.find_hard_negatives(TEXTS, LABELS, IDS, [("alpha", "zorblat"), ("beta", "zorblat")])
+    path = hn.save_hard_negatives(table, tmp_path / "sub" / "hard_negatives.csv")
+    back = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert list(back.columns) == hn.COLUMNS
+    assert back["labels"].tolist()[:3] == ["beta", "beta", ""]
+    assert back["text"].tolist() == table["text"].tolist()
+    bad = table.copy()
+    bad.at[0, "labels"] = ["a,b"]
+    with pytest.raises(DataError, match="comma|','"):
+        hn.save_hard_negatives(bad, tmp_path / "bad.csv")
+
+
+def _save_split(folder, texts, label_lists, labels):
+    import datasets
+
+    from mlclf_utils.data.labels import LabelMap
+    from mlclf_utils.artifacts import write_json
+
+    label_map = LabelMap(labels)
+    ds = datasets.Dataset.from_dict({
+        "input_ids": [[101, 7 + i, 102] for i in range(len(texts))],
+        "attention_mask": [[1, 1, 1]] * len(texts),
+        "labels": list(label_map.to_multi_hot(label_lists)),
+        "length": [3] * len(texts),
+        "text": texts,
+        "source_id": [f"data.csv:{i + 1}" for i in range(len(texts))],
+    })
+    ds.save_to_disk(str(folder))
+    label_map.to_json(folder / "label_map.json")
+    write_json(folder / "class_stats.json", {"labels": labels, "rows": {"train": len(texts)},
+                                             "positives": {"train": [0, 0]}})
+    write_json(folder / "preprocess_config.json", {"max_length": 8})
+    return folder
+
+
+def test_oversampled_split_row_counts(tmp_path):
+    from mlclf_utils.data.dataset import load_split
+
+    train = _save_split(tmp_path / "train", TEXTS, LABELS, ["alpha", "beta"])
+    hard = hn.find_hard_negatives(TEXTS, LABELS, IDS, [("alpha", "zorblat")])
+    out = hn.oversampled_train_split(train, hard["source_id"], tmp_path / "over", factor=3)
+    split, label_map = load_split(out)
+    assert label_map.labels == ["alpha", "beta"]
+    assert len(split) == len(TEXTS) + 3 * 2
+    counts = pd.Series(split["source_id"]).value_counts()
+    assert {sid: counts[sid] for sid in hard["source_id"]} == dict.fromkeys(hard["source_id"], 3)
+    assert counts.drop(hard["source_id"].tolist()).eq(1).all()
+    config = "preprocess_config.json"
+    assert (out / config).read_text() == (train / config).read_text()
+    stats = json.loads((out / "class_stats.json").read_text())
+    assert stats["rows"]["train"] == len(split)
+    positives = np.asarray(split["labels"]).sum(axis=0).astype(int).tolist()
+    assert stats["positives"]["train"] == positives
+    assert stats["oversampling"]["rows_added"] == 6
+    # The rows are copies of the originals, features and all.
+    first = split.filter(lambda r: r["source_id"] == "data.csv:2")
+    assert {tuple(r["input_ids"]) for r in first} == {(101, 8, 102)}
+
+
+def test_oversampled_split_factor_one_and_errors(tmp_path):
+    train = _save_split(tmp_path / "train", TEXTS, LABELS, ["alpha", "beta"])
+    out = hn.oversampled_train_split(train, ["data.csv:2", "data.csv:2"], tmp_path / "one",
+                                     factor=1)
+    from mlclf_utils.data.dataset import load_split
+
+    assert len(load_split(out)[0]) == len(TEXTS)
+    with pytest.raises(MlclfError, match="not empty"):
+        hn.oversampled_train_split(train, ["data.csv:2"], out)
+    with pytest.raises(DataError, match="nope"):
+        hn.oversampled_train_split(train, ["nope"], tmp_path / "x")
+    with pytest.raises(ParameterError, match="factor"):
+        hn.oversampled_train_split(train, ["data.csv:2"], tmp_path / "y", factor=0)
+    with pytest.raises(ParameterError, match="hard_negative_source_ids"):
+        hn.oversampled_train_split(train, "data.csv:2", tmp_path / "z")
+
+
+def test_compare_before_after():
+    from mlclf_utils.evaluation import metrics
+
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    before_p = np.array([[0.9, 0.1], [0.8, 0.9], [0.7, 0.8], [0.6, 0.2]])  # alpha: 2 FPs
+    after_p = np.array([[0.9, 0.1], [0.2, 0.9], [0.7, 0.8], [0.1, 0.2]])   # alpha: none
+    names = ["alpha", "beta"]
+    before = {"per_class": metrics.per_class_table(y, before_p, names, 0.5),
+              "report": metrics.multilabel_report(y, before_p, names, 0.5)}
+    after = metrics.per_class_table(y, after_p, names, 0.5)  # a bare table works too
+    table = hn.compare_before_after(before, after, ["alpha"])
+    assert table["metric"].tolist() == ["precision", "recall", "macro_f1"]
+    precision = table.iloc[0]
+    assert precision["before"] == pytest.approx(0.5) and precision["after"] == pytest.approx(1.0)
+    assert precision["change"] == pytest.approx(0.5)
+    macro = table.iloc[-1]
+    assert macro["before"] == pytest.approx(before["report"]["macro_f1"])
+    assert macro["after"] == pytest.approx(metrics.multilabel_report(y, after_p, names)["macro_f1"])
+    with pytest.raises(ParameterError, match="gamma"):
+        hn.compare_before_after(before, after, ["gamma"])
+    with pytest.raises(ParameterError, match="per_class_table"):
+        hn.compare_before_after({"macro_f1": 0.3}, after, ["alpha"])

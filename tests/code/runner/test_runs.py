@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pytest
+
+from mlclf_utils import artifacts
+from mlclf_utils.runner import runs
+from mlclf_utils.errors import MlclfError, ParameterError
+
+
+def test_each_new_run_gets_its_own_directory_and_latest_follows(runs_root):
+    first = runs.new_run_dir()
+    second = runs.new_run_dir()
+    assert first != second and first.parent == second.parent == runs_root
+    assert runs.latest_run_dir() == second
+
+
+def test_stage_01_without_run_dir_starts_a_new_run_and_later_stages_reuse_it(runs_root):
+    run = runs.resolve_run_dir(None, "01_preprocess")
+    folder = runs.stage_dir(run, "01_preprocess")
+    for name in runs.STAGE_OUTPUTS["01_preprocess"]:
+        (folder / name).write_text("x")
+    assert runs.resolve_run_dir(None, "02_save_data") == run
+    for stage in ("02_save_data", "03_train", "04_evaluate"):
+        (run / stage).mkdir()
+    (run / "02_save_data" / "channels.json").write_text("{}")
+    assert runs.resolve_run_dir(None, "05_explain") == run
+    assert runs.resolve_run_dir(None, "01_preprocess") != run
+
+
+def test_a_later_stage_refuses_a_run_whose_previous_stage_did_not_finish(runs_root, tmp_path):
+    run = runs.resolve_run_dir(None, "01_preprocess")
+    with pytest.raises(MlclfError, match=r"your run's 01_preprocess did not finish "
+                                         r"\(status not run\)"):
+        runs.resolve_run_dir(None, "02_save_data")
+    (run / "01_preprocess" / "figures").mkdir(parents=True)
+    with pytest.raises(MlclfError, match=r"\(status incomplete: no 01_preprocess/processed.parquet\)"):
+        runs.resolve_run_dir(run, "02_save_data")
+    artifacts.write_json(run / runs.MANIFEST, {"stages": [{"stage": "01_preprocess", "status": "interrupted"}]})
+    with pytest.raises(MlclfError, match=r"the run's 01_preprocess did not finish \(status interrupted\)"):
+        runs.resolve_run_dir(run, "02_save_data")
+    assert not (run / "02_save_data").exists()
+
+
+def test_later_stage_without_any_run_says_to_run_01(runs_root):
+    with pytest.raises(MlclfError, match="01_preprocess"):
+        runs.resolve_run_dir(None, "03_train")
+
+
+def test_explicit_run_dir(runs_root, tmp_path):
+    assert runs.resolve_run_dir(tmp_path / "mine", "01_preprocess") == tmp_path / "mine"
+    with pytest.raises(ParameterError, match="run_dir"):
+        runs.resolve_run_dir(tmp_path / "absent", "02_save_data")
+    with pytest.raises(ParameterError, match="stage"):
+        runs.resolve_run_dir(None, "06_party")
+
+
+def test_stage_dir_never_overwrites(tmp_path):
+    folder = runs.stage_dir(tmp_path, "01_preprocess")
+    runs.stage_dir(tmp_path, "01_preprocess")  # still empty: fine
+    (folder / "processed.parquet").write_text("x")
+    with pytest.raises(MlclfError, match="never overwrites"):
+        runs.stage_dir(tmp_path, "01_preprocess")
+    with pytest.raises(MlclfError, match="run the 02_save_data stage first"):
+        runs.stage_dir(tmp_path, "02_save_data", create=False)
+
+
+def test_write_json_handles_numpy_and_leaves_no_temp_files(tmp_path):
+    path = artifacts.write_json(tmp_path / "r.json", {"n": np.int64(3), "x": np.float32(0.5),
+                                                 "a": np.arange(2), "p": tmp_path})
+    assert json.loads(path.read_text()) == {"n": 3, "x": 0.5, "a": [0, 1], "p": str(tmp_path)}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_manifest_helpers():
+    versions = runs.package_versions()
+    assert versions["torch"].startswith("2.13.0") and versions["python"].startswith("3.11")
+    git = runs.git_commit()
+    assert set(git) == {"commit", "dirty"}
+
+
+def test_write_json_turns_nan_into_null(tmp_path):
+    path = artifacts.write_json(tmp_path / "r.json", {"auc": float("nan"), "x": [np.float64("inf"), 1.5]})
+    assert json.loads(path.read_text()) == {"auc": None, "x": [None, 1.5]}
+
+
+def test_a_batch_run_never_moves_the_pointer_of_a_run_stepped_through_by_hand(runs_root):
+    mine = runs.resolve_run_dir(None, "01_preprocess")   # by hand (no papermill here)
+    batch = runs.new_run_dir()                           # what the runner does
+    assert runs.latest_run_dir() == batch and runs.session_run_dir() == mine
+
+
+def test_the_advice_for_a_stage_that_ran_never_says_run_dir_none_for_a_given_run(tmp_path):
+    (tmp_path / "03_train").mkdir()
+    (tmp_path / "03_train" / "x").write_text("x")
+    with pytest.raises(MlclfError) as info:
+        runs.stage_dir(tmp_path, "03_train")
+    assert f"python -m mlclf_utils run --resume {tmp_path} --from 03 --to 03" in str(info.value)
