@@ -43,8 +43,9 @@ def demo_texts(run_dir: str | None, n: int, seed: int) -> tuple[list[str], str]:
     rng = np.random.default_rng(seed)
     if run_dir:
         from mlclf_utils.data import dataset
+        from mlclf_utils.stages import save_data
 
-        split, _ = dataset.load_split(Path(run_dir) / dataset.STAGE / dataset.DATASET_DIR / "test")
+        split, _ = dataset.load_split(save_data.split_dir(run_dir, "test"))
         texts = list(split["text"])
         source = f"{run_dir} test split"
     else:

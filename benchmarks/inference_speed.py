@@ -34,13 +34,15 @@ def main(argv=None) -> int:
 
     from transformers import pipeline
 
+    from mlclf_utils import artifacts
     from mlclf_utils.data import dataset
     from mlclf_utils.evaluation import metrics
-    from mlclf_utils.serving.predict import Classifier
+    from mlclf_utils.stages import save_data
+    from mlclf_utils import Classifier
 
     bundle = Path(args.bundle)
     run_dir = Path(args.run_dir) if args.run_dir else bundle.parents[1]
-    test, label_map = dataset.load_split(run_dir / dataset.STAGE / dataset.DATASET_DIR / "test")
+    test, label_map = dataset.load_split(run_dir / save_data.STAGE / artifacts.DATASET_DIR / "test")
     texts = list(test["text"])
     y = np.asarray(test["labels"], dtype=np.int8)
 

@@ -22,7 +22,6 @@ sys.path.insert(0, str(ROOT))
 from common import write_result  # noqa: E402
 
 METRICS = ("macro_f1", "micro_f1", "samples_f1", "macro_precision", "macro_recall")
-REFERENCE = "fine-tuned, tuned thresholds"
 
 
 def _row(name: str, report: dict, reference: dict | None) -> dict:
@@ -34,7 +33,7 @@ def _row(name: str, report: dict, reference: dict | None) -> dict:
 
 def main(argv=None) -> int:
     from mlclf_utils.runner import sweep
-    from mlclf_utils.artifacts import read_json
+    from mlclf_utils.stages import evaluate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True, help="a demo run with a finished 04_evaluate")
@@ -43,7 +42,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     run_dir, sweep_dir = Path(args.run_dir), Path(args.sweep_dir)
-    report = read_json(run_dir / "04_evaluate" / "report.json", what="04 report")
+    report = evaluate.read_report(run_dir)
     table, info = sweep.load(sweep_dir)
     if info["data_fingerprint"] != sweep.data_fingerprint(run_dir):
         raise SystemExit(f"{sweep_dir} was trained on other data than {run_dir}: "
@@ -54,11 +53,11 @@ def main(argv=None) -> int:
     # 04 stores its comparison table by column: one per model, then the difference columns.
     comparison = {name: values for name, values in report["comparison"].items()
                   if not name.startswith("Δ") and name != "better"}
-    reference = comparison[REFERENCE]
-    rows = [_row(name, values, None if name == REFERENCE else reference)
+    reference = comparison[evaluate.REFERENCE]
+    rows = [_row(name, values, None if name == evaluate.REFERENCE else reference)
             for name, values in comparison.items()]
     best = info["best"]["name"]
-    best_report = read_json(sweep_dir / best / "04_evaluate" / "report.json", what="04 report")
+    best_report = evaluate.read_report(sweep_dir / best)  # each combination is a run directory
     values = ", ".join(f"{k}={v}" for k, v in info["best"]["values"].items())
     rows.append(_row(f"sweep's best on validation ({values}), tuned thresholds",
                      best_report["test_tuned"], reference))

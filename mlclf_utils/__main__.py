@@ -11,7 +11,7 @@ from mlclf_utils.errors import MlclfError
 
 def _params(args) -> dict:
     """--config first, then each -p on top of it, in the order given."""
-    from mlclf_utils.runner.pipeline import all_parameter_specs, load_params_file, typed_value
+    from mlclf_utils.runner.parameters import all_parameter_specs, load_params_file, typed_value
 
     params = load_params_file(args.config)
     if args.param:
@@ -131,14 +131,15 @@ def main(argv: list[str] | None = None) -> int:
                                    progress=not args.no_progress)
             print(f"run finished: {run_dir}")
         elif args.command == "sweep":
-            from mlclf_utils.runner.sweep import SweepFailed, load, parse_grid, run_sweep, summary
+            from mlclf_utils.runner.sweep import COMPARISON_FILE, load, summary
+            from mlclf_utils.runner.sweep_launch import SweepFailed, parse_grid, run_sweep
 
             try:
                 sweep_dir = run_sweep(parse_grid(args.grid), params=_params(args), base=args.base,
                                       jobs=args.jobs, progress=not args.no_progress,
                                       backend=args.backend, job_prefix=args.job_prefix)
             except SweepFailed as exc:
-                if (exc.sweep_dir / "comparison.csv").exists():
+                if (exc.sweep_dir / COMPARISON_FILE).exists():
                     print(summary(load(exc.sweep_dir)[0]).to_string())
                 raise
             print(summary(load(sweep_dir)[0]).to_string())
@@ -151,12 +152,12 @@ def main(argv: list[str] | None = None) -> int:
             from mlclf_utils.data.debtags import load_debtags
 
             table, report = load_debtags("default", refresh=args.refresh)
-            summary = {k: v for k, v in report.items() if k != "label_counts"}
-            print(json.dumps(summary, indent=2, default=str))
+            facts = {k: v for k, v in report.items() if k != "label_counts"}
+            print(json.dumps(facts, indent=2, default=str))
         elif args.command == "predict":
             _predict(args)
     except KeyboardInterrupt as exc:
-        from mlclf_utils.runner.pipeline import RunInterrupted
+        from mlclf_utils.runner.execute import RunInterrupted
 
         if isinstance(exc, RunInterrupted):
             print(exc, file=sys.stderr)

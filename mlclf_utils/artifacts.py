@@ -97,7 +97,7 @@ def write_json(path: str | Path, payload) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     text = json.dumps(_finite(payload), indent=2, sort_keys=False, default=_json_default,
-                      allow_nan=False)
+                      allow_nan=False, ensure_ascii=False)
     tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path

@@ -18,7 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlclf_utils.runner.pipeline import KERNELSPEC, check_kernel, load_params_file, stage_notebooks
+from mlclf_utils.runner.execute import KERNELSPEC, check_kernel
+from mlclf_utils.runner.parameters import load_params_file, stage_notebooks
 from mlclf_utils.runner.runs import project_root
 
 INJECTED_TAG = "injected-parameters"
@@ -145,7 +146,8 @@ def refresh(notebooks: list[Path] | None = None, out_dir: Path | None = None) ->
     import nbformat
     import papermill
 
-    from mlclf_utils.runner.pipeline import _kernel_config, check_parameters, parameter_specs
+    from mlclf_utils.runner.execute import kernel_config
+    from mlclf_utils.runner.parameters import check_parameters, parameter_specs
 
     notebooks = notebooks or stage_notebooks()
     check_kernel()
@@ -165,7 +167,7 @@ def refresh(notebooks: list[Path] | None = None, out_dir: Path | None = None) ->
                 papermill.execute_notebook(str(notebook), str(target),
                                            parameters=per_notebook[notebook],
                                            cwd=str(out_dir), progress_bar=False,
-                                           config=_kernel_config())
+                                           config=kernel_config())
                 executed = nbformat.read(str(target), as_version=4)
                 note = GENERATED_NOTE.format(command=REFRESH_COMMAND, name=notebook.name)
                 executed.cells.insert(0, nbformat.v4.new_markdown_cell(note, id="generated-note"))

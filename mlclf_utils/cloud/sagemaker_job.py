@@ -102,7 +102,7 @@ def stage_source_dir(dest: str | Path) -> Path:
     bytecode, which would be stale or for another Python in the container.
     """
     dest = Path(dest)
-    source = Path(__file__).resolve().parent
+    source = Path(__file__).resolve().parents[1]  # mlclf_utils/, not this subpackage
     target = dest / PACKAGE
     if target.exists():
         raise ParameterError("dest", str(dest), f"already holds {PACKAGE}/; pass an empty folder")

@@ -9,18 +9,17 @@ A job submitted without waiting is brought back later by name with :func:`attach
 
 from __future__ import annotations
 
-import json
 import tarfile
 import tempfile
 from pathlib import Path
 
+from mlclf_utils import artifacts
 from mlclf_utils.errors import MlclfError, ParameterError
 
 # SageMaker Studio and notebook instances describe themselves in this file; the SDK reads it
 # to find the execution role. Its absence means we are elsewhere, and the SDK would only
 # fail after calling STS.
 STUDIO_METADATA = Path("/opt/ml/metadata/resource-metadata.json")
-JOB_RECORD = "sagemaker_job.json"
 MODEL_ARCHIVE, OUTPUT_ARCHIVE = "model.tar.gz", "output.tar.gz"
 # What train.py always saves in SM_MODEL_DIR; a model folder without them is not a model.
 MODEL_FILES = ("config.json", "model.safetensors")
@@ -60,7 +59,6 @@ def submit(run_dir, hyperparameters: dict, *, role, default_bucket, instance_typ
     """Submit train.py as a Hugging Face job on the channels 02 uploaded; with ``wait``, stream
     its logs until it ends and unpack its model into ``03_train``."""
     from mlclf_utils.cloud import sagemaker_job
-    from mlclf_utils.modeling.train import STAGE
 
     role, default_bucket = resolve_role_and_bucket(role, default_bucket)
     run_dir = Path(run_dir)
@@ -76,9 +74,9 @@ def submit(run_dir, hyperparameters: dict, *, role, default_bucket, instance_typ
         wait=False, job_name=job_name)
     record = {"training_job_name": name, "default_bucket": default_bucket, "role": role,
               "channels": channels}
-    stage = run_dir / STAGE
+    stage = artifacts.path(run_dir, artifacts.TRAIN)
     stage.mkdir(parents=True, exist_ok=True)
-    (stage / JOB_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    artifacts.write_json(stage / artifacts.SAGEMAKER_JOB, record)
     print(f"submitted SageMaker training job {name}")
     if not wait:
         print(f"not waiting: bring the model back later with attach_job={name!r} in 03 "
@@ -92,15 +90,14 @@ def attach(run_dir, job_name: str, *, default_bucket: str | None = None, logs: b
     """Wait for a job (new or earlier), streaming its logs, then unpack its model and metrics
     into ``run_dir/03_train`` as a local run would have left them."""
     from mlclf_utils.cloud import s3, sagemaker_job
-    from mlclf_utils.modeling.train import METRICS_DIR, MODEL_DIR, STAGE
 
     _, default_bucket = resolve_role_and_bucket(None, default_bucket, need_role=False)
     session = sagemaker_job.session(default_bucket)
     if logs:
         session.logs_for_job(job_name, wait=True)
     description = _wait(session, job_name)
-    stage = Path(run_dir) / STAGE
-    model_dir, metrics_dir = stage / MODEL_DIR, stage / METRICS_DIR
+    stage = artifacts.path(run_dir, artifacts.TRAIN)
+    model_dir, metrics_dir = stage / artifacts.MODEL_DIR, stage / artifacts.METRICS_DIR
     if model_dir.exists() and any(model_dir.iterdir()):
         raise MlclfError(f"{model_dir} already holds a model; a run never overwrites another. "
                          "Attach the job in a new run: python -m mlclf_utils run --resume "
@@ -126,8 +123,9 @@ def attach(run_dir, job_name: str, *, default_bucket: str | None = None, logs: b
     missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
     if missing:
         raise MlclfError(f"{model_uri} holds no model train.py saved: {missing} missing")
-    metrics_file = metrics_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics_file = metrics_dir / artifacts.TRAINING_METRICS
+    metrics = (artifacts.read_json(metrics_file, what="the job's training metrics")
+               if metrics_file.is_file() else {})
     print(f"job {job_name}: model unpacked into {model_dir}")
     return {"training_job_name": job_name, "model_uri": model_uri, **metrics}
 
@@ -162,10 +160,8 @@ def unpack(archive: Path, target: Path) -> Path:
 
 def check_channels(run_dir) -> dict:
     """The S3 channels a run's 02 uploaded; an error when its data is only local."""
-    from mlclf_utils.data.dataset import STAGE as DATA_STAGE
-    from mlclf_utils.artifacts import read_json
-
-    channels = read_json(Path(run_dir) / DATA_STAGE / "channels.json", what="the channels 02 wrote")
+    channels = artifacts.read_json(artifacts.path(run_dir, artifacts.SAVE_DATA, artifacts.CHANNELS),
+                                   what="the channels 02 wrote")
     if not all(str(channels.get(name, "")).startswith("s3://") for name in ("train", "validation")):
         raise ParameterError("s3_uri", None, f"the data of {run_dir} is only local: run "
                              "02_save_data with s3_uri first (SageMaker trains on S3 channels)")

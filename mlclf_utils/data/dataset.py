@@ -1,9 +1,10 @@
-"""Stage 02: the 01 table as a Hugging Face ``DatasetDict``, laid out for a SageMaker job.
+"""A processed table as a Hugging Face ``DatasetDict``: built, saved as channels, loaded back.
 
 Each split is saved as its own ``save_to_disk`` folder, and each folder also carries the small
 JSON files a training job needs (label map, preprocessing config, class statistics). A
 SageMaker Hugging Face job mounts ``s3://bucket/prefix/train`` at ``SM_CHANNEL_TRAIN``; with
-everything inside the channel, the entry point needs nothing else.
+everything inside the channel, the entry point needs nothing else. Where a run keeps these
+folders is stage 02's business (``mlclf_utils.stages.save_data``).
 """
 
 from __future__ import annotations
@@ -14,19 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlclf_utils import artifacts
+from mlclf_utils.artifacts import CLASS_STATS, LABEL_MAP, PREPROCESS_CONFIG, SPLITS, write_json
+from mlclf_utils.data.label_map import LabelMap
 from mlclf_utils.errors import DataError, MlclfError
-from mlclf_utils.data.labels import LabelMap
-from mlclf_utils.artifacts import write_json
-
-STAGE = "02_save_data"
-DATASET_DIR = "dataset"
-SPLITS = ("train", "validation", "test")
-LABEL_MAP_FILE = "label_map.json"
-CLASS_STATS_FILE = "class_stats.json"
-PREPROCESS_CONFIG_FILE = "preprocess_config.json"
-# The values 01 chooses that later stages read from its preprocess_config.json rather than
-# take as parameters of their own (issue 11): 03 trains, and 04 and 05 infer, on 01's tokens.
-SHARED_SETTINGS = ("model_name", "max_length")
 
 
 def class_statistics(table: pd.DataFrame, label_map: LabelMap) -> dict:
@@ -41,6 +33,7 @@ def class_statistics(table: pd.DataFrame, label_map: LabelMap) -> dict:
 
 
 def class_statistics_table(stats: dict) -> pd.DataFrame:
+    """The statistics as one row per label, most frequent in train first, for people to read."""
     frame = pd.DataFrame({split: stats["positives"][split] for split in SPLITS},
                          index=pd.Index(stats["labels"], name="label"))
     frame["share_train"] = (frame["train"] / max(stats["rows"]["train"], 1)).round(4)
@@ -87,19 +80,26 @@ def build_dataset_dict(table: pd.DataFrame, label_map: LabelMap):
     return datasets.DatasetDict(splits)
 
 
-def save_dataset(dataset_dict, out_dir: str | Path, *, label_map: LabelMap, class_stats: dict,
+def save_dataset(dataset_dict, target: str | Path, *, label_map: LabelMap, class_stats: dict,
                  preprocess_config: dict) -> Path:
-    """save_to_disk, then drop the small JSON files into every split folder."""
-    out_dir = Path(out_dir)
-    target = out_dir / DATASET_DIR
+    """save_to_disk into ``target`` (a new folder), then drop the small JSON files into every
+    split folder, so that each one is a self-contained channel."""
+    target = Path(target)
     if target.exists():
         raise MlclfError(f"{target} exists; a run never overwrites its data")
     dataset_dict.save_to_disk(str(target))
     for split in dataset_dict:
-        label_map.to_json(target / split / LABEL_MAP_FILE)
-        write_json(target / split / CLASS_STATS_FILE, class_stats)
-        write_json(target / split / PREPROCESS_CONFIG_FILE, preprocess_config)
+        label_map.to_json(target / split / LABEL_MAP)
+        write_json(target / split / CLASS_STATS, class_stats)
+        write_json(target / split / PREPROCESS_CONFIG, preprocess_config)
     return target
+
+
+def read_split_json(folder: str | Path, name: str):
+    """One of the small JSON files of a split folder (``artifacts.CLASS_STATS`` or
+    ``artifacts.PREPROCESS_CONFIG``), with an error that says which folder wrote it."""
+    return artifacts.read_json(Path(folder) / name, what=name,
+                               hint="expected a split folder written by 02_save_data")
 
 
 def load_split(folder: str | Path):
@@ -107,15 +107,11 @@ def load_split(folder: str | Path):
     import datasets
 
     folder = Path(folder)
-    if not (folder / LABEL_MAP_FILE).exists():
+    if not (folder / LABEL_MAP).exists():
         raise MlclfError(
-            f"{folder} holds no {LABEL_MAP_FILE}: expected a split folder written by 02_save_data"
+            f"{folder} holds no {LABEL_MAP}: expected a split folder written by 02_save_data"
         )
-    return datasets.load_from_disk(str(folder)), LabelMap.from_json(folder / LABEL_MAP_FILE)
-
-
-def folder_size(folder: str | Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+    return datasets.load_from_disk(str(folder)), LabelMap.from_json(folder / LABEL_MAP)
 
 
 def copy_split(folder: str | Path, dest: str | Path) -> Path:

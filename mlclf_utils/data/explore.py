@@ -1,21 +1,18 @@
 """Exploration figures for the label space and the text lengths.
 
-Every function returns the matplotlib Figure (so a notebook shows it inline) and saves a PNG
-next to the other artifacts, so the figures survive outside Jupyter.
+Every plot function returns the matplotlib Figure (so a notebook shows it inline) and saves a
+PNG next to the other artifacts, so the figures survive outside Jupyter. The plotting libraries
+load on the first figure, not on import: 01's checks and the counting helpers need neither.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
+from mlclf_utils import artifacts
 from mlclf_utils.figures import pyplot, save_figure
 
-plt, sns = pyplot()
-
-SPLIT_ORDER = ["train", "validation", "test"]
 # Beyond this many labels the frequency and co-occurrence figures show the most frequent ones
 # and say so in their titles: 50,000 bars or a 50,000^2 heatmap cannot be drawn or read.
 FIGURE_MAX_LABELS = 50
@@ -29,6 +26,7 @@ def label_counts(df: pd.DataFrame) -> pd.Series:
 
 def plot_label_frequency(df: pd.DataFrame, path=None, *, log: bool = True,
                          max_labels: int = FIGURE_MAX_LABELS):
+    plt, sns = pyplot()
     counts = label_counts(df)
     n_labels = len(counts)
     ratio = counts.iloc[0] / counts.iloc[-1] if len(counts) else float("nan")
@@ -44,6 +42,7 @@ def plot_label_frequency(df: pd.DataFrame, path=None, *, log: bool = True,
 
 
 def plot_labels_per_text(df: pd.DataFrame, path=None):
+    plt, sns = pyplot()
     sizes = df["labels"].map(len)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     sns.countplot(x=sizes, ax=ax, color=sns.color_palette()[1])
@@ -59,7 +58,7 @@ def cooccurrence(df: pd.DataFrame, labels: list[str], *, max_labels: int | None 
     With ``max_labels``, only the most frequent labels (ties by name) are kept, in that order;
     the product is sparse either way, so 50,000 labels never make a dense N x K matrix.
     """
-    from mlclf_utils.data.labels import sparse_multi_hot
+    from mlclf_utils.data.label_map import sparse_multi_hot
 
     labels = list(labels)
     if max_labels is not None and len(labels) > max_labels:
@@ -75,6 +74,7 @@ def cooccurrence(df: pd.DataFrame, labels: list[str], *, max_labels: int | None 
 
 def plot_cooccurrence(df: pd.DataFrame, labels: list[str], path=None, *,
                       max_labels: int = FIGURE_MAX_LABELS):
+    plt, sns = pyplot()
     n_labels = len(labels)
     conditional = cooccurrence(df, labels, max_labels=max_labels)
     labels = list(conditional.index)
@@ -92,8 +92,9 @@ def plot_cooccurrence(df: pd.DataFrame, labels: list[str], path=None, *,
 
 
 def plot_token_lengths(df: pd.DataFrame, max_length: int, path=None):
+    plt, sns = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    present = [s for s in SPLIT_ORDER if s in set(df["split"])]
+    present = [s for s in artifacts.SPLITS if s in set(df["split"])]
     upper = float(np.percentile(df["n_tokens"], 99)) if len(df) else max_length
     sns.histplot(data=df, x="n_tokens", hue="split", hue_order=present, stat="density",
                  common_norm=False, element="step", fill=False, binrange=(0, max(upper, max_length)),

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlclf_utils import artifacts
 from mlclf_utils.errors import DataError, ParameterError, SetupError
 from mlclf_utils.data.labels import LabelPolicy, detect_wrong_separator, parse_labels
 from mlclf_utils.runner.runs import project_root
@@ -22,7 +23,6 @@ from mlclf_utils.runner.runs import project_root
 # The given split's values that need no split_values mapping (README, "Your own data").
 DEFAULT_SPLIT_VALUES = {"train": "train", "validation": "validation", "test": "test",
                         "dev": "validation", "val": "validation", "valid": "validation"}
-SPLIT_NAMES = ("train", "validation", "test")
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 EMPTY_POLICIES = ("error", "drop")
 
@@ -67,7 +67,7 @@ def load_source(
         raw, where = _read_hf(source, text_column, labels_column)
         label_names = raw.attrs.get("label_names")
     else:
-        raw, where = _read_file(source, encoding=encoding, label_sep=label_sep)
+        raw, where = read_file(source, encoding=encoding)
         label_names = None
     _check_columns(raw, [text_column, labels_column]
                    + ([split_column] if split_column is not None else []), where)
@@ -89,7 +89,7 @@ def load_source(
     if given is not None:
         report["split_column"] = split_column
         counts = table["split"].value_counts()
-        report["given_split_rows"] = {s: int(counts.get(s, 0)) for s in SPLIT_NAMES}
+        report["given_split_rows"] = {s: int(counts.get(s, 0)) for s in artifacts.SPLITS}
     return table, report
 
 
@@ -132,7 +132,12 @@ def resolve_path(source: str) -> Path:
     return path
 
 
-def _read_file(source: str, *, encoding: str, label_sep: str) -> tuple[pd.DataFrame, str]:
+def read_file(source: str, *, encoding: str = "utf-8") -> tuple[pd.DataFrame, str]:
+    """A CSV, TSV, JSONL or Parquet file as a raw frame (all cells as read), plus its path.
+
+    Shared with ``python -m mlclf_utils predict``, so that a file the CLI reads fails with the
+    same file-and-line errors as one 01 reads.
+    """
     path = resolve_path(source)
     if not path.exists():
         root = project_root()

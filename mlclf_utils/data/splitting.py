@@ -3,7 +3,8 @@
 A random split of multi-label data leaves rare labels out of some splits, and a label with no
 positive in train is a label the model can never learn while still being scored on it. So the
 split is stratified (iterative-stratification, Sechidis et al. 2011) and then repaired so that
-every label has a train positive; every repair is recorded in the report.
+every label has a train positive (``split_repairs``); every repair is recorded in the report
+(``split_report``).
 
 iterstrat's ``MultilabelStratifiedShuffleSplit`` renormalises ``train_size`` + ``test_size`` to
 cover all rows, so a three-way split is two calls that each set only ``test_size``: test off
@@ -28,25 +29,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
+from mlclf_utils.data.label_map import LabelMap, sparse_multi_hot
+from mlclf_utils.data.labels import LABEL_COLUMN, require_table_columns, row_ids
+from mlclf_utils.data.split_repairs import ensure_nonempty, ensure_train_positives
+from mlclf_utils.data.split_report import (SPLITS, TEST, TRAIN, VALIDATION, SplitReport,
+                                           build_report, column_counts)
 from mlclf_utils.errors import DataError, ParameterError
-from mlclf_utils.data.labels import LABEL_COLUMN, LabelMap, _require_columns, _row_ids, sparse_multi_hot
 
-SPLITS = ("train", "validation", "test")
 # iterstrat recounts every label once per label it places: beyond this many labels, stratify on
 # the most frequent ones only: 200 labels on 20,000 rows take about 2 s per iterstrat call,
 # 1,000 took 27 s. The demo keeps 43 labels.
 STRATIFY_MAX_LABELS = 200
 SPLIT_COLUMN = "split"
-TRAIN, VALIDATION, TEST = 0, 1, 2
 
 
-def _check_proportions(proportions: object) -> tuple[float, float, float]:
+def check_proportions(proportions: object) -> tuple[float, float, float]:
+    """Three finite shares > 0 summing to 1; shared with 01's config, so a bad value fails
+    before any row is read."""
     name = "split_proportions"
     if not isinstance(proportions, (Sequence, np.ndarray)) or isinstance(proportions, str):
         raise ParameterError(name, proportions, "must be three numbers (train, validation, test)")
@@ -66,13 +70,13 @@ def _check_proportions(proportions: object) -> tuple[float, float, float]:
 
 def min_rows_needed(proportions: Sequence[float]) -> int:
     """Fewest rows for which every split's expected size (proportion x rows) is >= 1."""
-    p = _check_proportions(proportions)
+    p = check_proportions(proportions)
     return max(3, math.ceil(1.0 / min(p) - 1e-9))
 
 
 def target_sizes(n_rows: int, proportions: Sequence[float]) -> tuple[int, int, int]:
     """Split sizes aimed at: largest-remainder rounding, so they always sum to ``n_rows``."""
-    p = _check_proportions(proportions)
+    p = check_proportions(proportions)
     exact = [share * n_rows for share in p]
     sizes = [math.floor(x + 1e-9) for x in exact]
     by_remainder = sorted(range(3), key=lambda i: (-(exact[i] - sizes[i]), i))
@@ -92,7 +96,8 @@ def _held_out(y: np.ndarray, size: int, seed: int) -> np.ndarray:
     return held
 
 
-def _stratify(y: np.ndarray, targets: tuple[int, int, int], seed: int) -> np.ndarray:
+def stratified_codes(y: np.ndarray, targets: tuple[int, int, int], seed: int) -> np.ndarray:
+    """Each row's split code as iterstrat alone places it, before any repair (tests force it)."""
     codes = np.full(len(y), TRAIN, dtype=np.int8)
     test = _held_out(y, targets[TEST], seed)
     codes[test] = TEST
@@ -103,178 +108,9 @@ def _stratify(y: np.ndarray, targets: tuple[int, int, int], seed: int) -> np.nda
     return codes
 
 
-def _pick(rows: np.ndarray, sizes: np.ndarray, rank: np.ndarray) -> int:
-    """The row that disturbs least: fewest labels, then a seeded (not file-order) tie-break."""
-    return int(min(rows, key=lambda r: (int(sizes[r]), int(rank[r]))))
-
-
-def _column_counts(y, mask: np.ndarray) -> np.ndarray:
-    return np.asarray(y[np.flatnonzero(mask)].sum(axis=0)).ravel().astype(np.int64)
-
-
-def _ensure_train_positives(
-    codes: np.ndarray, y, rank: np.ndarray, names: list[str], ids: list[str],
-    sources: tuple[int, ...] = (VALIDATION, TEST),
-) -> list[dict]:
-    """Move one row into train for each label the stratifier left out of train.
-
-    ``y`` is a sparse (N, K) 0/1 matrix; ``sources`` are the splits a row may come from (a
-    given test split is never touched).
-    """
-    from scipy import sparse
-
-    y = sparse.csr_matrix(y)
-    columns = y.tocsc()
-    sizes = np.diff(y.indptr)
-    moves = []
-    train_counts = _column_counts(y, codes == TRAIN)
-    for j in np.flatnonzero(train_counts == 0):
-        if train_counts[j] > 0:  # an earlier move brought this label along
-            continue
-        rows = columns.indices[columns.indptr[j]:columns.indptr[j + 1]]
-        rows = rows[codes[rows] != TRAIN]
-        by_split = {s: rows[codes[rows] == s] for s in sources}
-        if not any(len(v) for v in by_split.values()):
-            continue
-        # Take it from the split with more positives of the label (it keeps one there more
-        # often), then from the larger split, then from validation.
-        src = max(
-            sources,
-            key=lambda s: (len(by_split[s]), int((codes == s).sum()), -s),
-        )
-        r = _pick(by_split[src], sizes, rank)
-        codes[r] = TRAIN
-        train_counts[y.indices[y.indptr[r]:y.indptr[r + 1]]] += 1
-        moves.append(
-            {
-                "source_id": ids[r],
-                "from_split": SPLITS[src],
-                "to_split": "train",
-                "label": names[j],
-                "reason": f"label {names[j]!r} had no positive in train",
-            }
-        )
-    return moves
-
-
-def _ensure_nonempty(
-    codes: np.ndarray, y, rank: np.ndarray, ids: list[str], n_labels: int
-) -> list[dict]:
-    """Give an empty validation/test split one row without costing train a label."""
-    from scipy import sparse
-
-    y = sparse.csr_matrix(y)
-    sizes = np.diff(y.indptr)
-    moves = []
-    for s in (VALIDATION, TEST):
-        if (codes == s).any():
-            continue
-        train_rows = np.flatnonzero(codes == TRAIN)
-        train_counts = _column_counts(y, codes == TRAIN)
-        # A train row may leave only if each of its labels has another train positive.
-        only = (train_counts < 2).astype(np.int64)
-        movable = train_rows[np.asarray(y[train_rows] @ only).ravel() == 0]
-        src = TRAIN
-        if len(movable) == 0:
-            src = TEST if s == VALIDATION else VALIDATION
-            movable = np.flatnonzero(codes == src)
-            if len(movable) < 2:
-                raise DataError(
-                    f"cannot give the {SPLITS[s]} split any row: with {len(codes)} rows and "
-                    f"{n_labels} labels, every train row is the only train positive of some "
-                    "label",
-                    hint="add rows, raise min_label_count to drop rare labels, or change "
-                    "split_proportions",
-                )
-        r = _pick(movable, sizes, rank)
-        codes[r] = s
-        moves.append(
-            {
-                "source_id": ids[r],
-                "from_split": SPLITS[src],
-                "to_split": SPLITS[s],
-                "label": None,
-                "reason": f"the {SPLITS[s]} split was empty",
-            }
-        )
-    return moves
-
-
-@dataclass
-class SplitReport:
-    """Sizes, label balance and repairs of one split; ``summary()`` is what notebooks print."""
-
-    proportions: tuple[float, float, float]
-    seed: int
-    sizes: dict[str, int]
-    targets: dict[str, int]
-    # index: label; columns count_<s> and share_<s> for s in all/train/validation/test.
-    label_frequencies: pd.DataFrame
-    # label, split, deviation_pp: |share in split - share overall| in percentage points.
-    worst_deviation: dict
-    moves: pd.DataFrame  # source_id, from_split, to_split, label, reason
-    labels_missing: dict[str, list[str]]  # split -> labels with no positive there
-    stratified_on: int = 0  # labels iterstrat balanced (the most frequent, at most the cap)
-    given: tuple = ()  # splits taken from the source's split column
-    made: tuple = SPLITS  # splits this stage made
-    labels_absent_from_train: dict = field(default_factory=dict)  # label -> rows outside train
-    rows_emptied: list = field(default_factory=list)  # source_ids left with no label (dropped)
-
-    @property
-    def labels_moved_into_train(self) -> list[str]:
-        return [x for x in self.moves["label"].tolist() if x is not None]
-
-    def summary(self) -> dict:
-        return {
-            "rows": int(sum(self.sizes.values())),
-            "train_rows": int(self.sizes["train"]),
-            "validation_rows": int(self.sizes["validation"]),
-            "test_rows": int(self.sizes["test"]),
-            "labels": int(len(self.label_frequencies)),
-            "seed": int(self.seed),
-            "worst_deviation_label": str(self.worst_deviation["label"]),
-            "worst_deviation_split": str(self.worst_deviation["split"]),
-            "worst_deviation_pp": round(float(self.worst_deviation["deviation_pp"]), 3),
-            "rows_moved": int(len(self.moves)),
-            "labels_moved_into_train": len(self.labels_moved_into_train),
-            "labels_without_validation_positive": len(self.labels_missing["validation"]),
-            "labels_without_test_positive": len(self.labels_missing["test"]),
-            "stratified_on_labels": int(self.stratified_on),
-            "splits_given": ",".join(self.given),
-            "splits_made": ",".join(self.made),
-            "labels_absent_from_train": len(self.labels_absent_from_train),
-            "labels_absent_from_train_names": ", ".join(
-                f"{name} ({n})" for name, n in sorted(self.labels_absent_from_train.items())),
-            "rows_dropped_absent_labels": len(self.rows_emptied),
-        }
-
-
-def _frequencies(
-    y: np.ndarray, codes: np.ndarray, names: list[str]
-) -> tuple[pd.DataFrame, dict]:
-    data: dict[str, np.ndarray] = {}
-    shares = []
-    for key, mask in [("all", np.ones(len(codes), dtype=bool))] + [
-        (name, codes == i) for i, name in enumerate(SPLITS)
-    ]:
-        count = _column_counts(y, mask)
-        size = int(mask.sum())
-        share = count / size if size else np.full(len(names), np.nan)
-        data[f"count_{key}"] = count
-        data[f"share_{key}"] = share
-        shares.append(share)
-    freq = pd.DataFrame(data, index=pd.Index(names, name="label"))
-    keys = ("all",) + SPLITS
-    freq = freq[[f"count_{k}" for k in keys] + [f"share_{k}" for k in keys]]
-    dev = np.abs(np.column_stack(shares[1:]) - shares[0][:, None]) * 100.0
-    k, s = np.unravel_index(int(np.nanargmax(dev)), dev.shape)
-    worst = {"label": names[k], "split": SPLITS[s], "deviation_pp": round(float(dev[k, s]), 3)}
-    return freq, worst
-
-
 def _label_matrix(df: pd.DataFrame, label_map: LabelMap) -> tuple[list[str], object]:
     """Row ids and the sparse (N, K) label matrix; an unknown label names its rows."""
-    ids = _row_ids(df)
+    ids = row_ids(df)
     lists = df[LABEL_COLUMN].tolist()
     unknown: dict[str, list[str]] = {}
     for row_id, row in zip(ids, lists):
@@ -319,11 +155,11 @@ def stratified_split(
     Same table, label map, proportions and seed give the same split. Every label of the map
     ends with at least one train positive; rows are moved (and reported) to make sure.
     """
-    props = _check_proportions(proportions)
+    props = check_proportions(proportions)
     _check_seed(seed)
     if not isinstance(label_map, LabelMap) or len(label_map) == 0:
         raise ParameterError("label_map", label_map, "must be a LabelMap with at least one label")
-    _require_columns(df, [LABEL_COLUMN, "source_id"])
+    require_table_columns(df, [LABEL_COLUMN, "source_id"])
     n = len(df)
     needed = min_rows_needed(props)
     if n < needed:
@@ -338,14 +174,14 @@ def stratified_split(
 
     targets = target_sizes(n, props)
     dense = _stratify_columns(y)
-    codes = _stratify(dense, targets, int(seed))
+    codes = stratified_codes(dense, targets, int(seed))
     rank = np.random.default_rng(int(seed)).permutation(n)
-    moves = _ensure_train_positives(codes, y, rank, names, ids)
-    moves += _ensure_nonempty(codes, y, rank, ids, len(names))
+    moves = ensure_train_positives(codes, y, rank, names, ids)
+    moves += ensure_nonempty(codes, y, rank, ids, len(names))
 
     out = df.copy()
     out[SPLIT_COLUMN] = np.array(SPLITS, dtype=object)[codes]
-    return out, _report(y, codes, names, props, seed, targets, moves, dense.shape[1])
+    return out, build_report(y, codes, names, props, seed, targets, moves, dense.shape[1])
 
 
 def _check_every_label_occurs(y, names: list[str]) -> None:
@@ -358,27 +194,6 @@ def _check_every_label_occurs(y, names: list[str]) -> None:
             column=LABEL_COLUMN,
             hint="rebuild the label map from this table (LabelMap.from_table)",
         )
-
-
-def _report(y, codes, names, props, seed, targets, moves, stratified_on, **extra) -> SplitReport:
-    freq, worst = _frequencies(y, codes, names)
-    return SplitReport(
-        proportions=props,
-        seed=int(seed),
-        sizes={name: int((codes == i).sum()) for i, name in enumerate(SPLITS)},
-        targets=dict(zip(SPLITS, targets)),
-        label_frequencies=freq,
-        worst_deviation=worst,
-        moves=pd.DataFrame.from_records(
-            moves, columns=["source_id", "from_split", "to_split", "label", "reason"]
-        ),
-        labels_missing={
-            s: [names[j] for j in np.flatnonzero(freq[f"count_{s}"].to_numpy() == 0)]
-            for s in ("validation", "test")
-        },
-        stratified_on=int(stratified_on),
-        **extra,
-    )
 
 
 def make_splits(
@@ -401,9 +216,9 @@ def make_splits(
     if not given:
         out, report = stratified_split(df, label_map, proportions=proportions, seed=seed)
         return out, label_map, report
-    props = _check_proportions(proportions)
+    props = check_proportions(proportions)
     _check_seed(seed)
-    _require_columns(df, [LABEL_COLUMN, "source_id", SPLIT_COLUMN])
+    require_table_columns(df, [LABEL_COLUMN, "source_id", SPLIT_COLUMN])
     present = set(df[SPLIT_COLUMN])
     for name in ("train", "test"):
         if name not in present:
@@ -416,10 +231,10 @@ def make_splits(
     ids, y = _label_matrix(df, label_map)
     names = label_map.names
     codes = np.array([SPLITS.index(v) for v in df[SPLIT_COLUMN]], dtype=np.int8)
-    train_counts = _column_counts(y, codes != TEST)  # carved validation is train's, for now
-    all_counts = _column_counts(y, np.ones(len(codes), dtype=bool))
+    train_counts = column_counts(y, codes != TEST)  # carved validation is train's, for now
+    all_counts = column_counts(y, np.ones(len(codes), dtype=bool))
     if "validation" in present:
-        train_counts = _column_counts(y, codes == TRAIN)
+        train_counts = column_counts(y, codes == TRAIN)
     absent = {names[j]: int(all_counts[j]) for j in np.flatnonzero(train_counts == 0)
               if all_counts[j] > 0}
     out = df.copy()
@@ -444,12 +259,12 @@ def make_splits(
             dense = _stratify_columns(y[train_rows])
             codes[train_rows[_held_out(dense, n_val, int(seed))]] = VALIDATION
         rank = np.random.default_rng(int(seed)).permutation(len(codes))
-        moves = _ensure_train_positives(codes, y, rank, names, ids, sources=(VALIDATION,))
+        moves = ensure_train_positives(codes, y, rank, names, ids, sources=(VALIDATION,))
         made = ("validation",)
     out[SPLIT_COLUMN] = np.array(SPLITS, dtype=object)[codes]
     given_names = tuple(s for s in SPLITS if s in present)
     stratified_on = min(len(names), STRATIFY_MAX_LABELS) if made else 0
-    report = _report(y, codes, names, props, seed, dict.fromkeys(SPLITS, None).values(), moves,
+    report = build_report(y, codes, names, props, seed, dict.fromkeys(SPLITS, None).values(), moves,
                      stratified_on, given=given_names, made=made,
                      labels_absent_from_train=absent, rows_emptied=emptied)
     report.targets = {s: int((codes == i).sum()) for i, s in enumerate(SPLITS)}
@@ -458,7 +273,7 @@ def make_splits(
 
 def check_train_positives(df: pd.DataFrame, label_map: LabelMap) -> None:
     """Raise DataError naming every label of the map with no positive in the train split."""
-    _require_columns(df, [LABEL_COLUMN, SPLIT_COLUMN])
+    require_table_columns(df, [LABEL_COLUMN, SPLIT_COLUMN])
     train = df[df[SPLIT_COLUMN] == "train"]
     _, y = _label_matrix(train, label_map)
     counts = np.asarray(y.sum(axis=0)).ravel()

@@ -35,7 +35,7 @@ def tfidf_logistic(train_texts: Sequence[str], train_targets: np.ndarray,
 
 def plain_bce_hyperparameters(trained_hyperparameters: dict) -> dict:
     """The 03 recipe with the class weights switched off: the only difference is the loss."""
-    from mlclf_utils.modeling.train import recipe
+    from mlclf_utils.modeling.hyperparameters import recipe
 
     return recipe(trained_hyperparameters, pos_weight_strategy="none")
 

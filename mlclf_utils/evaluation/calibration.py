@@ -11,6 +11,9 @@ A label with fewer than ``min_support`` validation positives cannot support a fi
 it gets the map fitted to all pooled (text, label) pairs. Isotonic regression is not offered:
 with the handful of positives most labels have, its steps are fitted to noise, and a
 piecewise-constant map would tie scores that thresholds must separate.
+
+Applying a fitted map lives in ``calibration_maps`` (numpy only), because it runs wherever a
+bundle predicts; its names are importable from here too, where 04 looks for them.
 """
 
 from __future__ import annotations
@@ -18,21 +21,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy.special import expit
 
+from mlclf_utils.artifacts import write_json
 from mlclf_utils.errors import DataError, ParameterError
-from mlclf_utils.artifacts import read_json
-from mlclf_utils.evaluation.metrics import check_inputs, check_labels
-from mlclf_utils.artifacts import read_json, write_json
+from mlclf_utils.evaluation.calibration_maps import (METHODS, apply_calibration,
+                                                     check_calibration_labels, load_calibration,
+                                                     logit, sigmoid)
+from mlclf_utils.evaluation.metrics import check_inputs
 
-METHODS = ("temperature", "platt")
-EPS = 1e-15  # keeps logit(p) finite for p of exactly 0 or 1, and ties no float64 scores
+__all__ = ["METHODS", "SOURCE_OWN", "SOURCE_POOLED", "apply_calibration", "calibrate_splits",
+           "check_calibration_labels", "fit_calibration", "load_calibration", "logit",
+           "save_calibration"]
+
 SOURCE_OWN, SOURCE_POOLED = "own fit", "pooled: support < min_support"
-
-
-def logit(probs: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(probs, dtype=np.float64), EPS, 1 - EPS)
-    return np.log(p) - np.log1p(-p)
 
 
 def _loss(z: np.ndarray, y: np.ndarray, a: float, b: float, ridge: float) -> float:
@@ -51,7 +52,7 @@ def _fit_one(z: np.ndarray, y: np.ndarray, method: str, iterations: int = 100) -
     a, b = 1.0, 0.0
     current = _loss(z, y, a, b, ridge)
     for _ in range(iterations):
-        q = expit(a * z + b)
+        q = sigmoid(a * z + b)
         r = q - y
         w = q * (1 - q)
         grad_a = np.mean(r * z) + ridge * (a - 1)
@@ -111,51 +112,10 @@ def fit_calibration(y_true_val, probs_val, labels, *, method: str = "platt",
             "source": source, "validation_support": support.tolist()}
 
 
-def check_calibration_labels(calibration: dict, labels) -> None:
-    """A calibration is per label and in label order; one made for another model must not run."""
-    if list(labels) != list(calibration["labels"]):
-        raise DataError("the calibration was fitted for other labels (or another order)",
-                        hint="fit it with this model's label map")
-
-
-def apply_calibration(calibration: dict | None, probs, labels=None) -> np.ndarray:
-    """Calibrated probabilities, column by column; ``None`` returns them unchanged."""
-    p = np.asarray(probs, dtype=np.float64)
-    if calibration is None:
-        return p
-    names = calibration["labels"]
-    if labels is not None:
-        check_calibration_labels(calibration, labels)
-    if p.ndim != 2 or p.shape[1] != len(names):
-        raise DataError(f"probabilities of shape {p.shape} do not have {len(names)} columns")
-    a, b = np.asarray(calibration["a"]), np.asarray(calibration["b"])
-    return expit(logit(p) * a + b)
-
-
 def save_calibration(calibration: dict, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_json(path, calibration)
-
-
-def load_calibration(path) -> dict:
-    """A saved calibration, checked: a broken file must fail here, not as silent garbage."""
-    path = Path(path)
-    data = read_json(path, what="calibration")
-    if not isinstance(data, dict) or data.get("method") not in METHODS:
-        raise DataError(f"not a calibration file: method must be one of {list(METHODS)}",
-                        file=str(path))
-    names = check_labels(data.get("labels"), len(data.get("labels") or []))
-    for key in ("a", "b"):
-        values = data.get(key)
-        if not isinstance(values, list) or len(values) != len(names) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-                for v in values):
-            raise DataError(f'"{key}" must hold one finite number per label', file=str(path))
-    if min(data["a"]) <= 0:
-        raise DataError('"a" must be positive: a calibration map may not reorder texts',
-                        file=str(path))
-    return data
 
 
 def calibrate_splits(y: dict, probs: dict, labels, *, method: str | None,

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mlclf_utils.errors import DataError, ParameterError
-from mlclf_utils.data.labels import LabelMap
+from mlclf_utils.data.label_map import LabelMap
 
 STATUS_OK = "ok"
 STATUS_NO_POSITIVES = "no positives in this split"

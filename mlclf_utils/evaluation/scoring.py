@@ -1,7 +1,7 @@
-"""Evaluate a model folder the way 04 does: thresholds tuned on validation, metrics on test.
+"""Scoring a model the way 04 does: thresholds tuned on validation, metrics on test.
 
-Used where a second model must be compared with the first on equal terms (the retrain with hard
-negatives in 05).
+Used wherever a second model must be compared with the first on equal terms: 04's TF-IDF
+baseline, and the retrain with hard negatives in 05.
 """
 
 from __future__ import annotations
@@ -10,6 +10,15 @@ import numpy as np
 
 from mlclf_utils.evaluation import metrics, thresholds
 from mlclf_utils.serving.predict import Classifier
+
+
+def tuned_threshold_values(y_val, probs_val, labels, *, min_support: int = 5,
+                           fallback="global") -> np.ndarray:
+    """Per-label thresholds tuned on validation, as an array in label order: the one rule
+    every compared model is read with, so that no model wins by a better cut."""
+    tuned = thresholds.tune_thresholds(y_val, probs_val, labels, min_support=min_support,
+                                       fallback=fallback)
+    return thresholds.thresholds_array(tuned, labels)
 
 
 def evaluate_model_dir(model_dir, validation, test, labels, *, min_support: int = 5,

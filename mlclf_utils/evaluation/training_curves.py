@@ -1,12 +1,11 @@
-"""Training curves from the Trainer's log history (``metrics/log_history.json``)."""
+"""Training curves from the Trainer's log history (``metrics/log_history.json``, which
+``stages.train.read_log_history`` reads); plotting loads only when a figure is drawn."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from mlclf_utils.figures import pyplot, save_figure
-
-plt, _ = pyplot()
 
 
 def history_frames(log_history: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -17,6 +16,9 @@ def history_frames(log_history: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def plot_training_curves(log_history: list[dict], path=None):
+    """Loss (train and validation) and validation F1 per epoch: where the best model sits and
+    whether training stopped for want of progress or of epochs."""
+    plt, _ = pyplot()
     train, evals = history_frames(log_history)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     if not train.empty:

@@ -9,7 +9,6 @@ named, not a longer word that merely starts with it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -86,6 +85,21 @@ def save_hard_negatives(table: pd.DataFrame, path) -> Path:
     return path
 
 
+def load_hard_negatives(path) -> pd.DataFrame:
+    """hard_negatives.csv back with ``labels`` as lists and ``source_id`` as text, the shape
+    ``find_hard_negatives`` returned (an empty labels cell is a text without labels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("hard-negative table not found (the file is missing)", file=str(path))
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"not a hard-negative table: no column(s) {missing}", file=str(path),
+                        column=missing[0])
+    table["labels"] = [v.split(CSV_LIST_SEPARATOR) if v else [] for v in table["labels"]]
+    return table[COLUMNS]
+
+
 def oversampled_train_split(train_dir, hard_negative_source_ids, out_dir, *,
                             factor: int = 3) -> Path:
     """A copy of a 02 train split folder in which each hard negative row appears ``factor``
@@ -99,8 +113,8 @@ def oversampled_train_split(train_dir, hard_negative_source_ids, out_dir, *,
     """
     import datasets
 
-    from mlclf_utils.data.dataset import CLASS_STATS_FILE, LABEL_MAP_FILE, PREPROCESS_CONFIG_FILE, load_split
-    from mlclf_utils.artifacts import write_json
+    from mlclf_utils import artifacts
+    from mlclf_utils.data.dataset import load_split
 
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ParameterError("factor", factor, "must be an integer >= 1 (1 = a plain copy)")
@@ -128,19 +142,20 @@ def oversampled_train_split(train_dir, hard_negative_source_ids, out_dir, *,
     if not isinstance(oversampled, datasets.Dataset):  # pragma: no cover - defensive
         raise MlclfError(f"{train_dir} did not load as a single split")
     oversampled.save_to_disk(str(out_dir))
-    for name in (LABEL_MAP_FILE, PREPROCESS_CONFIG_FILE):
+    for name in (artifacts.LABEL_MAP, artifacts.PREPROCESS_CONFIG):
         if (train_dir / name).is_file():
             (out_dir / name).write_bytes((train_dir / name).read_bytes())
-    stats_path = train_dir / CLASS_STATS_FILE
-    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {
-        "labels": list(label_map.labels), "rows": {}, "positives": {}}
+    stats_path = train_dir / artifacts.CLASS_STATS
+    stats = (artifacts.read_json(stats_path, what="02's class statistics")
+             if stats_path.is_file()
+             else {"labels": list(label_map.labels), "rows": {}, "positives": {}})
     targets = np.asarray(oversampled["labels"], dtype=np.float32)
     stats.setdefault("rows", {})["train"] = int(len(oversampled))
     stats.setdefault("positives", {})["train"] = [int(x) for x in (targets > 0.5).sum(axis=0)]
     stats["oversampling"] = {"source": str(train_dir), "factor": factor,
                              "hard_negative_source_ids": len(wanted),
                              "hard_negative_rows": len(rows), "rows_added": len(extra)}
-    write_json(out_dir / CLASS_STATS_FILE, stats)
+    artifacts.write_json(out_dir / artifacts.CLASS_STATS, stats)
     return out_dir
 
 

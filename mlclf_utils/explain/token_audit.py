@@ -31,8 +31,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mlclf_utils.explain.attributions import Explanation
-from mlclf_utils.errors import DataError, ParameterError, require_columns
+from mlclf_utils.explain.attributions import Explanation, check_explanations
+from mlclf_utils.errors import DataError, ParameterError, check_positive_int, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +91,8 @@ def audit_tokens(explanations, train_texts, train_label_sets, *, min_occurrences
     left out (their lift is noise); ``audit.attrs["dropped_rare_tokens"]`` counts them.
     Rows are sorted by class, then by mean positive attribution, highest first.
     """
-    explanations = list(explanations)
-    if not explanations:
-        raise ParameterError("explanations", explanations, "need at least one explanation")
-    bad = [i for i, e in enumerate(explanations) if not isinstance(e, Explanation)]
-    if bad:
-        raise ParameterError("explanations", f"positions {bad[:10]}", "are not Explanation objects")
-    if isinstance(min_occurrences, bool) or not isinstance(min_occurrences, int) \
-            or min_occurrences < 1:
-        raise ParameterError("min_occurrences", min_occurrences, "must be a positive integer")
+    explanations = check_explanations(explanations)
+    check_positive_int("min_occurrences", min_occurrences)
     kinds = dict(kinds or {}) if kinds is not None else None
     if kinds is not None:
         wrong = {i: k for i, k in kinds.items() if k not in KINDS}
@@ -187,8 +180,7 @@ def _check_audit(audit) -> None:
 def top_tokens_per_class(audit: pd.DataFrame, n: int = 5) -> pd.DataFrame:
     """The n words with the highest mean positive attribution in each class."""
     _check_audit(audit)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ParameterError("n", n, "must be a positive integer")
+    check_positive_int("n", n)
     ordered = audit.sort_values(["class", "mean_positive_attribution", "token"],
                                 ascending=[True, False, True], kind="stable")
     return ordered.groupby("class", sort=True).head(n).reset_index(drop=True)

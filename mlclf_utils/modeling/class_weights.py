@@ -30,7 +30,6 @@ import torch
 
 from mlclf_utils.errors import DataError, ParameterError
 from mlclf_utils.artifacts import read_json
-from mlclf_utils.figures import pyplot, save_figure
 
 STRATEGIES = ("none", "ratio", "sqrt", "damped")
 COLUMNS = ["positives", "negatives", "ratio", "raw_weight", "weight", "clipped"]
@@ -153,43 +152,6 @@ def weights_tensor(table) -> torch.Tensor:
     return torch.tensor(list(_weights(table).values()), dtype=torch.float32)
 
 
-def plot_pos_weights(table: pd.DataFrame, path=None):
-    """Final weights (bars) against the raw ratio (dots), log scale, so the damping is visible."""
-    if not isinstance(table, pd.DataFrame) or not set(COLUMNS) <= set(table.columns):
-        raise ParameterError("table", type(table).__name__,
-                             f"must be a compute_pos_weight table with columns {COLUMNS}")
-    order = table.assign(_name=table.index).sort_values(
-        ["weight", "ratio", "_name"], ascending=[False, False, True], kind="stable")
-    plt, sns = pyplot()
-    palette = sns.color_palette()
-    colours = {"": palette[0], "floor": palette[2], "cap": palette[3]}
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.22 * len(order))))
-    y = np.arange(len(order))
-    # log axes cannot show 0 (a label on every train text has ratio 0): leave those out.
-    shown = order["weight"].where(order["weight"] > 0)
-    ax.barh(y, shown, color=[colours[c] for c in order["clipped"]], height=0.7)
-    ratio = order["ratio"].where(order["ratio"] > 0)
-    dots = ax.scatter(ratio, y, color="black", s=12, zorder=3, label="ratio = negatives / positives")
-    ax.axvline(1, color="grey", linestyle="--", linewidth=1)
-    ax.set_yticks(y, order.index)
-    ax.invert_yaxis()
-    ax.set_xscale("log")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[""], label="weight")]
-    for kind in ("floor", "cap"):
-        if (order["clipped"] == kind).any():
-            moved = "raised to floor" if kind == "floor" else "lowered to cap"
-            handles.append(plt.Rectangle((0, 0), 1, 1, color=colours[kind], label=f"weight, {moved}"))
-    handles.append(dots)
-    ax.legend(handles=handles, fontsize=7, loc="lower right")
-    weights = order["weight"][order["weight"] > 0]
-    spread = weights.max() / weights.min() if len(weights) else float("nan")
-    strategy = table.attrs.get("strategy", "?")
-    ax.set(xlabel="pos_weight (log scale; dashed line = 1, plain BCE)", ylabel="",
-           title=f"pos_weight per label: strategy {strategy!r}, max/min = {spread:.3g}x")
-    ax.tick_params(axis="y", labelsize=7)
-    return save_figure(fig, path)
-
-
 def save_pos_weight(table, path) -> Path:
     """JSON next to the saved model, in label order, with how the weights were made."""
     weights = _weights(table)
@@ -201,6 +163,7 @@ def save_pos_weight(table, path) -> Path:
                 "cap": attrs.get("cap"), "pos_weight": weights}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Not artifacts.write_json: it escapes non-ASCII, and label names must stay readable here.
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 

@@ -139,13 +139,14 @@ def trained_max_length(model_dir, model_config) -> int:
     ``hyperparameters.json``'s ``max_length`` (01's choice, which 03 records, or 03's
     deliberately shorter cut), else a bundle's ``preprocess_config.json``, else the model's
     limit; never more than the model accepts."""
-    import json
     from pathlib import Path
 
+    from mlclf_utils import artifacts
+
     limit = getattr(model_config, "max_position_embeddings", None) or 512
-    for name in ("hyperparameters.json", "preprocess_config.json"):
+    for name in (artifacts.HYPERPARAMETERS, artifacts.PREPROCESS_CONFIG):
         path = Path(model_dir) / name
-        saved = json.loads(path.read_text()).get("max_length") if path.is_file() else None
+        saved = artifacts.read_json(path).get("max_length") if path.is_file() else None
         if isinstance(saved, int) and not isinstance(saved, bool):
             return min(saved, limit)
     return limit

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from mlclf_utils.errors import ParameterError
-from mlclf_utils.figures import pyplot, save_figure
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -162,7 +161,7 @@ def naive_bce(logits, targets, *, pos_weight=None, reduction="none") -> torch.Te
     return _reduce(loss, reduction)
 
 
-# --------------------------------------------------------------------------- pictures
+# --------------------------------------------------------------------------- tables for pictures
 
 
 def loss_curves(logits: torch.Tensor, pos_weights: Sequence[float]) -> pd.DataFrame:
@@ -201,86 +200,6 @@ def loss_curves(logits: torch.Tensor, pos_weights: Sequence[float]) -> pd.DataFr
                 "grad": grad.cpu().numpy().astype(float),
             }))
     return pd.concat(frames, ignore_index=True)
-
-
-def _failure_edges(x: torch.Tensor, bad: torch.Tensor) -> tuple[float | None, float | None]:
-    """Innermost failing logit on each side of 0 (failures grow outwards from there)."""
-    right = x[bad & (x > 0)]
-    left = x[bad & (x < 0)]
-    return (left.max().item() if left.numel() else None,
-            right.min().item() if right.numel() else None)
-
-
-def _where(points: torch.Tensor) -> str:
-    """'x <= -88.75' / 'x >= 16.75': the failing logits sit in the tails."""
-    parts = []
-    if (points < 0).any():
-        parts.append(f"x <= {points[points < 0].max().item():g}")
-    if (points > 0).any():
-        parts.append(f"x >= {points[points > 0].min().item():g}")
-    return " and ".join(parts) or "x = 0"
-
-
-def plot_stability(path=None, *, low: float = -120.0, high: float = 120.0, points: int = 961):
-    """Naive vs stable loss in float32, with the logits where the naive form is inf or nan."""
-    plt, sns = pyplot()
-    x = torch.linspace(low, high, points, dtype=torch.float32)
-    palette = sns.color_palette()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, target in zip(axes, (1, 0)):
-        y = torch.full_like(x, float(target))
-        stable = bce_with_logits(x[:, None], y[:, None], reduction="none")[:, 0]
-        naive = naive_bce(x[:, None], y[:, None])[:, 0]
-        top = float(stable.max()) * 1.08
-        ax.plot(x, stable, color=palette[0], linewidth=3, alpha=0.6,
-                label="stable: softplus (log-sum-exp)")
-        ax.plot(x, torch.where(torch.isfinite(naive), naive, torch.nan), color=palette[3],
-                linestyle="--", linewidth=1.4, label="naive: log(sigmoid(x)), where finite")
-        for kind, mask, marker in (("inf", torch.isinf(naive), "^"), ("nan", torch.isnan(naive), "x")):
-            if mask.any():
-                step = max(1, int(mask.sum()) // 25)  # a readable row of markers, not 400
-                shown = x[mask][::step]
-                ax.scatter(shown, np.full(len(shown), top), marker=marker, color=palette[3], s=22,
-                           label=f"naive = {kind} for {_where(x[mask])}")
-        left, right = _failure_edges(x, ~torch.isfinite(naive))
-        if left is not None:
-            ax.axvspan(low, left, color=palette[3], alpha=0.08)
-            ax.axvline(left, color=palette[3], linewidth=0.8)
-        if right is not None:
-            ax.axvspan(right, high, color=palette[3], alpha=0.08)
-            ax.axvline(right, color=palette[3], linewidth=0.8)
-        ax.legend(fontsize=7, loc="center right" if target == 1 else "center left")
-        ax.set(xlabel="logit x", title=f"target y = {target}", ylim=(-top * 0.03, top * 1.06))
-    axes[0].set_ylabel("loss")
-    fig.suptitle("float32: sigmoid-then-log fails (shaded) where the log-sum-exp form stays exact",
-                 fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def plot_pos_weight_effect(path=None, pos_weights=(0.5, 1, 4, 16), *, low: float = -8.0,
-                           high: float = 8.0):
-    """Loss and gradient vs logit: pos_weight stretches the positives' curves, never the negatives'."""
-    plt, sns = pyplot()
-    table = loss_curves(torch.linspace(low, high, 321, dtype=torch.float64), pos_weights)
-    colours = sns.color_palette("viridis", len(table["pos_weight"].unique()))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, column, name in zip(axes, ("loss", "grad"), ("loss", "d loss / d logit")):
-        for colour, (p, group) in zip(colours, table[table["target"] == 1].groupby("pos_weight", sort=False)):
-            ax.plot(group["logit"], group[column], color=colour, linewidth=1.8,
-                    label=f"positive (y=1), p_c = {p:g}")
-        # Negatives are identical for every p_c; one line says so better than overlapping ones.
-        negative = table[(table["target"] == 0) & (table["pos_weight"] == table["pos_weight"].iloc[0])]
-        ax.plot(negative["logit"], negative[column], color="black", linestyle="--", linewidth=1.6,
-                label="negative (y=0), any p_c")
-        ax.axhline(0, color="grey", linewidth=0.6)
-        ax.set(xlabel="logit x", ylabel=name, title=name)
-    axes[0].legend(fontsize=7)
-    axes[1].text(0.02, 0.04, "positives: p_c (sigmoid(x) - 1)\nnegatives: sigmoid(x)",
-                 transform=axes[1].transAxes, fontsize=8, va="bottom")
-    fig.suptitle("pos_weight p_c scales the loss and the gradient on positives only", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- training

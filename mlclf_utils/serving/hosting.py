@@ -6,8 +6,9 @@ uses its ``model_fn``, ``input_fn``, ``predict_fn`` and ``output_fn`` instead of
 truncates and thresholds exactly like local predictions.
 
 ``export_sagemaker_model`` lays the directory out: the bundle files at the root, and in
-``code/`` a copy of the few mlclf_utils modules inference needs (this one, ``predict``,
-``bundle``, ``cleaning``, ``errors``) plus ``requirements.txt``. Copying the real modules,
+``code/`` a copy of the few mlclf_utils modules inference needs (``INFERENCE_MODULES``: this
+one, ``predict``, ``bundle_reader``, ``calibration_maps``, ``cleaning``, ``artifacts``,
+``errors``) plus ``requirements.txt``. Copying the real modules,
 rather than writing a self-contained script, means there is one implementation to test; the
 container does not have mlclf_utils installed, and ``inference.py`` puts ``code/`` on
 ``sys.path`` itself. Pack it with ``tar -czf model.tar.gz -C <out_dir> .`` and upload.
@@ -26,16 +27,19 @@ import os
 import shutil
 from pathlib import Path
 
-from mlclf_utils.serving.bundle import MANIFEST_FILE, read_bundle, staged_dir
+from mlclf_utils.serving.bundle_reader import MANIFEST_FILE, read_bundle
 from mlclf_utils.errors import DataError, ParameterError
 
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv"
 CODE_DIR = "code"
 # The modules inference needs (paths inside the package), copied into code/mlclf_utils/ by
-# export_sagemaker_model with their subpackages.
-INFERENCE_MODULES = ("errors.py", "data/cleaning.py", "serving/bundle.py", "serving/predict.py",
-                     "serving/hosting.py")
+# export_sagemaker_model with their subpackages. Their imports of mlclf_utils must stay inside
+# this list (tests/code/serving/test_hosting.py checks it), or the endpoint fails on its first
+# request.
+INFERENCE_MODULES = ("errors.py", "artifacts.py", "data/cleaning.py",
+                     "evaluation/calibration_maps.py", "serving/bundle_reader.py",
+                     "serving/predict.py", "serving/hosting.py")
 PREDICT_PARAMETERS = ("batch_size",)
 # cleaning.py imports pandas; torch, transformers and numpy come with the container.
 REQUIREMENTS = "pandas>=2.0\n"
@@ -133,6 +137,8 @@ def export_sagemaker_model(bundle_dir, out_dir) -> Path:
     Refuses an existing non-empty ``out_dir``. The bundle is checked first, so a broken bundle
     never reaches an endpoint.
     """
+    from mlclf_utils.serving.bundle import staged_dir  # the writing side stays out of the container
+
     info = read_bundle(bundle_dir)
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):

@@ -9,8 +9,9 @@ Speed on CPU comes from three things: texts are sorted by token length so each b
 padded only to its own longest text, ``torch.inference_mode()`` skips autograd bookkeeping,
 and optionally the ``nn.Linear`` layers are quantized to int8 (``quantize=True``).
 
-Only ``bundle``, ``cleaning`` and ``errors`` are imported from the package: the SageMaker
-export copies these modules into the container, where mlclf_utils is not installed.
+Only ``bundle_reader``, ``calibration_maps``, ``cleaning``, ``artifacts`` and ``errors`` are
+imported from the package (``hosting.INFERENCE_MODULES``): the SageMaker export copies these
+modules into the container, where mlclf_utils is not installed.
 """
 
 from __future__ import annotations
@@ -23,21 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mlclf_utils.serving.bundle import read_bundle
+from mlclf_utils.serving.bundle_reader import CONFIG_FILE, read_bundle
 from mlclf_utils.data.cleaning import CleaningConfig, clean_text
-from mlclf_utils.errors import DataError, ParameterError, SetupError
+from mlclf_utils.errors import DataError, ParameterError, SetupError, check_positive_int
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_BATCH_SIZE = 64
 TEXT_FORMATS = (".txt", ".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
 OUTPUT_FORMATS = ("csv", "jsonl")
 PROB_PREFIX = "prob:"
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ParameterError(name, value, "must be a positive integer")
-    return value
 
 
 # Bad texts are named by row, counted from 1 like the data rows of a file (header not counted),
@@ -93,7 +88,7 @@ def _load_model(path: Path, *, quantize: bool, threads: int | None):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if threads is not None:
-        torch.set_num_threads(_positive_int("threads", threads))
+        torch.set_num_threads(check_positive_int("threads", threads))
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     if not tokenizer.is_fast:
         raise SetupError(f"{path} has no fast tokenizer (tokenizer.json); mlclf needs one")
@@ -122,11 +117,11 @@ class Classifier:
         if self.thresholds.shape != (len(self.labels),):
             raise ParameterError("thresholds", f"shape {self.thresholds.shape}",
                                  f"need one threshold for each of the {len(self.labels)} labels")
-        self.max_length = _positive_int("max_length", max_length)
+        self.max_length = check_positive_int("max_length", max_length)
         self.cleaning = cleaning
         self.source = Path(source) if source is not None else None
         if calibration is not None:
-            from mlclf_utils.evaluation.calibration import check_calibration_labels
+            from mlclf_utils.evaluation.calibration_maps import check_calibration_labels
 
             check_calibration_labels(calibration, self.labels)
         self.calibration = calibration
@@ -156,13 +151,13 @@ class Classifier:
         """03's model folder, for evaluating before a bundle exists.
 
         Defaults suit texts from 02's dataset, which are cleaned already: no cleaning,
-        thresholds 0.5, and ``max_length`` by ``models.trained_max_length`` (01's, as 03
-        recorded it). ``thresholds`` may be a dict label -> value or a sequence in label order.
+        thresholds 0.5, and ``max_length`` by ``encoders.trained_max_length`` (01's, as 03
+        recorded it), the one rule 05's ``Explainer`` uses too. ``thresholds`` may be a dict label -> value or a sequence in label order.
         """
         path = Path(model_dir)
-        if not (path / "config.json").is_file():
-            raise DataError("not a model folder: config.json is missing",
-                            file=str(path / "config.json"),
+        if not (path / CONFIG_FILE).is_file():
+            raise DataError(f"not a model folder: {CONFIG_FILE} is missing",
+                            file=str(path / CONFIG_FILE),
                             hint="pass runs/<run-id>/03_train/model (what train.py saves)")
         model, tokenizer = _load_model(path, quantize=quantize, threads=threads)
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -179,7 +174,7 @@ class Classifier:
         if max_length is None:
             from mlclf_utils.modeling.encoders import trained_max_length
 
-            max_length = trained_max_length(path, model.config)  # the same rule as 05's Explainer
+            max_length = trained_max_length(path, model.config)
         return cls(model, tokenizer, labels, values, max_length=max_length, cleaning=cleaning,
                    source=path)
 
@@ -231,7 +226,7 @@ class Classifier:
         import torch
 
         texts = check_texts(texts)
-        _positive_int("batch_size", batch_size)
+        check_positive_int("batch_size", batch_size)
         encoded = self._encode(texts)
         # Longest first: the biggest batch runs first, so memory trouble shows at once.
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -249,7 +244,7 @@ class Classifier:
                 logits = self.model(input_ids=input_ids, attention_mask=mask).logits
                 probabilities[rows] = torch.sigmoid(logits.float()).numpy()
         if self.calibration is not None:
-            from mlclf_utils.evaluation.calibration import apply_calibration
+            from mlclf_utils.evaluation.calibration_maps import apply_calibration
 
             probabilities = apply_calibration(self.calibration, probabilities).astype(np.float32)
         return probabilities
@@ -283,7 +278,7 @@ def read_texts(path, *, text_column: str = "text") -> tuple[list[str], int]:
 def read_text_rows(path, *, text_column: str = "text") -> tuple[list[str], list[int], int]:
     """``read_texts`` plus each text's row in the file, counted from 1: a .txt file's line
     (blank lines count), else its data row (the header does not count)."""
-    from mlclf_utils.data.sources import _read_file  # not copied to SageMaker; only the CLI reads files
+    from mlclf_utils.data.sources import read_file  # not copied to SageMaker; only the CLI reads files
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -302,7 +297,7 @@ def read_text_rows(path, *, text_column: str = "text") -> tuple[list[str], list[
         if not rows:
             raise DataError("the file holds no text", file=str(path))
         return [lines[r - 1] for r in rows], rows, len(lines) - len(rows)
-    frame, where = _read_file(str(path), encoding="utf-8", label_sep=",")
+    frame, where = read_file(str(path), encoding="utf-8")
     if text_column not in frame.columns:
         raise DataError(f"no column {text_column!r}; columns are {list(frame.columns)}",
                         file=where, column=text_column, hint="pass --text-column NAME")

@@ -9,7 +9,6 @@ mean reduction is the default, and how a weight p_c moves the 0.5 threshold.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from mlclf_utils.artifacts import read_json
 from mlclf_utils.errors import ParameterError
 from mlclf_utils.figures import pyplot, save_figure
 from mlclf_utils.modeling.loss import bce_with_logits, naive_bce
@@ -203,7 +203,7 @@ def sweep_evidence(run_dir) -> tuple[pd.DataFrame | None, str]:
     if not BENCHMARK_QUALITY.exists():
         return None, ("no sweep on this run's data, and no committed benchmark to fall back on: "
                       "run the sweep command of section 4")
-    result = json.loads(BENCHMARK_QUALITY.read_text())
+    result = read_json(BENCHMARK_QUALITY, what="the committed quality benchmark")
     name = next(k for k in result["tables"] if k.startswith("Class-weight sweep"))
     table = pd.DataFrame(result["tables"][name]).set_index("combination")
     machine = result.get("machine", {})

@@ -51,25 +51,23 @@ split_values = {}           # type: dict  split_column value -> "train"/"validat
 import pandas as pd
 from IPython.display import display
 
-from mlclf_utils.data import cleaning as cleaning_mod, explore, labels
-from mlclf_utils.modeling import encoders
-from mlclf_utils.stages import preprocess
+from mlclf_utils.data import explore
 from mlclf_utils.runner import runs
-from mlclf_utils.data import sources, splitting, tokenization
+from mlclf_utils.stages import preprocess
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
 pd.set_option("display.max_colwidth", 120)
-config = preprocess.PreprocessConfig.from_parameters(
+config = preprocess.Config.from_parameters(
     source=source, text_column=text_column, labels_column=labels_column, label_sep=label_sep,
     encoding=encoding, on_empty_text=on_empty_text, on_empty_labels=on_empty_labels,
     debtags_label_set=debtags_label_set, sample_size=sample_size, seed=seed, cleaning=cleaning,
     label_case=label_case, min_label_count=min_label_count,
     split_proportions=split_proportions, model_name=model_name, max_length=max_length,
+    split_column=split_column, split_values=split_values,
 )
-tokenization.check_max_length(config.max_length, encoders.max_positions(config.model_name))
+preprocess.check_model_limit(config)  # max_length against the encoder's own limit
 run_dir = runs.resolve_run_dir(run_dir, preprocess.STAGE)
 out_dir = runs.stage_dir(run_dir, preprocess.STAGE)
-figures = out_dir / preprocess.FIGURES_DIR
 print("run directory:", run_dir.name)
 
 # %% [markdown]
@@ -84,14 +82,7 @@ print("run directory:", run_dir.name)
 # *used for*, what it *works with*, which *interface* it has); `docs/demo_data.md` explains the choice.
 
 # %%
-config = config.with_values(split_column=split_column, split_values=split_values)
-table, source_report = sources.load_source(
-    config.source, text_column=config.text_column, labels_column=config.labels_column,
-    label_sep=config.label_sep, encoding=config.encoding, on_empty_text=config.on_empty_text,
-    on_empty_labels=config.on_empty_labels, debtags_label_set=config.debtags_label_set,
-    split_column=config.split_column, split_values=config.split_values,
-)
-table, sample_report = sources.subsample(table, config.sample_size, seed=config.seed)
+table, source_report, sample_report = preprocess.load(config)
 print({k: v for k, v in source_report.items() if not isinstance(v, (list, dict))})
 print(sample_report)
 table.head(3)
@@ -106,7 +97,7 @@ table.head(3)
 
 # %%
 raw_example = table["text"].iloc[0]
-table, cleaning_report = cleaning_mod.clean_column(table, config.cleaning_config)
+table, cleaning_report = preprocess.clean(table, config)
 print("before:", repr(raw_example[:300]))
 print("after: ", repr(table["text"].iloc[0][:300]))
 print({k: v for k, v in cleaning_report.items() if k != "empty_after_cleaning_ids"})
@@ -125,12 +116,8 @@ print({k: v for k, v in cleaning_report.items() if k != "empty_after_cleaning_id
 #   are probably *missing* label $B$. The model will be punished for predicting $B$ on them.
 
 # %%
-policy = labels.LabelPolicy(separator=config.label_sep, case=config.label_case)
-table = labels.normalise_label_column(table, policy)
-table, quality = labels.quality_report(table, min_label_count=config.min_label_count)
-label_map = labels.LabelMap.from_table(table)
-labels.check_enough_labels(label_map, quality, file=source_report["source"],
-                           column=config.labels_column)  # one label: nothing to learn
+# One label left is refused here, naming the source: with one, there is nothing to learn.
+table, label_map, quality = preprocess.audit_labels(table, config, source=source_report["source"])
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -158,11 +145,7 @@ display(quality.conflicting_duplicates.head(5))
 # (`stratified_on_labels`).
 
 # %%
-table, label_map, split_report = splitting.make_splits(
-    table, label_map, proportions=config.split_proportions, seed=config.seed,
-    given=config.split_column is not None,
-)
-splitting.check_train_positives(table, label_map)
+table, label_map, split_report = preprocess.split(table, label_map, config)  # every label in train
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -179,10 +162,10 @@ split_report.label_frequencies.head(10)
 # 0.5 everywhere.
 
 # %%
-explore.plot_label_frequency(table, figures / "label_frequency.png");
+explore.plot_label_frequency(table, preprocess.figure_path(run_dir, "label_frequency.png"));
 
 # %%
-explore.plot_labels_per_text(table, figures / "labels_per_text.png");
+explore.plot_labels_per_text(table, preprocess.figure_path(run_dir, "labels_per_text.png"));
 
 # %% [markdown]
 # The co-occurrence heatmap reads row by row: the cell (A, B) is the share of texts with label A that
@@ -191,7 +174,8 @@ explore.plot_labels_per_text(table, figures / "labels_per_text.png");
 # titles; the implication rules above are computed from a sparse co-occurrence over every label.
 
 # %%
-explore.plot_cooccurrence(table, label_map.labels, figures / "cooccurrence.png");
+explore.plot_cooccurrence(table, label_map.labels,
+                          preprocess.figure_path(run_dir, "cooccurrence.png"));
 
 # %% [markdown]
 # ## 6 · Tokenize
@@ -201,21 +185,24 @@ explore.plot_cooccurrence(table, label_map.labels, figures / "cooccurrence.png")
 # descriptions; the figure shows how much text that cuts, per split.
 
 # %%
-tokenizer = encoders.load_tokenizer(config.model_name)
-table, token_report = tokenization.tokenize_table(table, tokenizer, max_length=config.max_length)
+table, token_report = preprocess.tokenize(table, config)
 print(token_report)
-explore.plot_token_lengths(table, config.max_length, figures / "token_lengths.png");
+explore.plot_token_lengths(table, config.max_length,
+                           preprocess.figure_path(run_dir, "token_lengths.png"));
 
 # %% [markdown]
 # ## 7 · Save the artifacts
 #
 # `processed.parquet` (one row per text, with `split`, `labels` and `input_ids`), `label_map.json`
 # (the label order every later stage uses), `preprocess_config.json` and `preprocess_report.json`.
-# Next: `02_save_data` turns them into a Hugging Face `DatasetDict`.
+# `preprocess.run(run_dir, config)` does all of this notebook's steps in one call, without
+# showing anything, for scripts and tests. Next: `02_save_data` turns them into a Hugging Face
+# `DatasetDict`.
 
 # %%
-reports = {"source": source_report, "sample": sample_report, "cleaning": cleaning_report,
-           "quality": quality.summary(), "split": split_report.summary(), "tokens": token_report}
+reports = preprocess.collect_reports(source=source_report, sample=sample_report,
+                                     cleaning=cleaning_report, quality=quality,
+                                     split=split_report, tokens=token_report)
 paths = preprocess.save_artifacts(run_dir, table, label_map, config, reports,
                                   quality=quality, split_report=split_report)
 preprocess.report_dropped_rows(run_dir)  # one line when rows were dropped, naming their list

@@ -33,17 +33,14 @@ run_dir = None     # type: str|None  None: the run your 01 started by hand (pape
 s3_uri = None      # type: str|None  e.g. "s3://my-bucket/mlclf/debtags"; None keeps the data local
 
 # %%
-from mlclf_utils import artifacts
 from mlclf_utils.data import dataset
-from mlclf_utils.stages import preprocess
 from mlclf_utils.runner import runs
-from mlclf_utils.cloud import s3
+from mlclf_utils.stages import preprocess, save_data
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
-if s3_uri:
-    s3.parse_s3_uri(s3_uri)  # a malformed URI fails here, before any work
-run_dir = runs.resolve_run_dir(run_dir, dataset.STAGE)
-out_dir = runs.stage_dir(run_dir, dataset.STAGE)
+config = save_data.Config.from_parameters(s3_uri=s3_uri)  # a malformed URI fails here
+run_dir = runs.resolve_run_dir(run_dir, save_data.STAGE)
+out_dir = runs.stage_dir(run_dir, save_data.STAGE)
 table, label_map, preprocess_config = preprocess.load_artifacts(run_dir)
 print("run directory:", run_dir.name, "| labels:", len(label_map), "| rows:", len(table))
 
@@ -78,7 +75,7 @@ class_stats["rows"]
 # ## 3 · Save locally
 
 # %%
-dataset_dir = dataset.save_dataset(dataset_dict, out_dir, label_map=label_map,
+dataset_dir = save_data.save_local(run_dir, dataset_dict, label_map=label_map,
                                    class_stats=class_stats, preprocess_config=preprocess_config)
 sorted(p.name for p in (dataset_dir / "train").iterdir())
 
@@ -91,11 +88,9 @@ sorted(p.name for p in (dataset_dir / "train").iterdir())
 # this notebook never reads or prints them.
 
 # %%
-channels = {split: str(dataset_dir / split) for split in dataset.SPLITS}
-if s3_uri:
-    channels = s3.upload_dataset_channels(dataset_dir, s3_uri)
-artifacts.write_json(out_dir / "channels.json", channels)
+channels = save_data.publish_channels(run_dir, config.s3_uri)  # written to channels.json
 channels
 
 # %% [markdown]
-# Next: `03_train` reads `train` and `validation` from these channels.
+# `save_data.run(run_dir, save_data.Config(s3_uri=...))` does this notebook's steps in one call,
+# for scripts and tests. Next: `03_train` reads `train` and `validation` from these channels.

@@ -10,7 +10,9 @@
 # training split (section 4) and fine-tunes the encoder (section 5), locally, under `torchrun`, or as a
 # SageMaker job. Every claim of sections 1–4 is shown on numbers that the cells compute, most of them
 # on this run's own data with TF-IDF features and linear models trained with the same loss; README,
-# "Teaching notes", says how long those sections take to run.
+# "Teaching notes", says how long those sections take to run. A batch run or a sweep that only wants
+# the model sets `teaching = False`: the walkthrough's cells then do nothing, and sections 4–6
+# (weights, fine-tuning, curves) run unchanged, since they use nothing the walkthrough made.
 
 # %%
 # Every notebook here runs on the project's kernel, "Python (mlclf)", which `make install` registers.
@@ -39,6 +41,7 @@ max_steps = -1                      # type: int  -1 trains for all epochs; > 0 s
 bf16 = "auto"                       # type: str|bool  bf16 autocast where the hardware has it; True/False force it
 nproc_per_node = 1                  # type: int  > 1 runs the same script under torchrun (DDP)
 probe_label = None                  # type: str|None  the class for the pos_weight demo; None picks a rare one
+teaching = True                     # type: bool  run the loss walkthrough (sections 1-3); False: batch runs and sweeps, which only need the model
 # SageMaker (mode = "sagemaker")
 role = None                         # type: str|None  an IAM role ARN that SageMaker may assume; None in Studio: its execution role
 instance_type = "ml.g5.xlarge"      # type: str  the training instance (Hugging Face images need a GPU)
@@ -52,35 +55,23 @@ wait = True                         # type: bool  wait for the job, streaming it
 attach_job = None                   # type: str|None  bring back this earlier job's model instead of submitting
 
 # %%
-import json
-
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from IPython.display import display
 
-from mlclf_utils.modeling import class_weights, loss, train
-from mlclf_utils.data import dataset
-from mlclf_utils.stages import preprocess
-from mlclf_utils.teaching import weight_probe
+from mlclf_utils.modeling import loss, plots
 from mlclf_utils.runner import runs
-from mlclf_utils.cloud import sagemaker_training
-from mlclf_utils.evaluation import training_curves
+from mlclf_utils.stages import preprocess, train
+from mlclf_utils.teaching import bce, weight_probe
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
-hyperparameters = dict(
-    epochs=epochs, learning_rate=learning_rate, head_learning_rate=head_learning_rate,
-    batch_size=batch_size, pos_weight_strategy=pos_weight_strategy,
-    pos_weight_floor=pos_weight_floor, pos_weight_cap=pos_weight_cap, seed=seed,
-    early_stopping_patience=early_stopping_patience, eval_steps=eval_steps,
-    max_steps=max_steps, bf16=bf16,
-)
-train.check_hyperparameters(hyperparameters, mode=mode)  # bad values fail here, before any work
+config = train.Config.from_params(globals())  # the parameters above, as one value
+train.check(config.as_dict())  # bad values fail here, before any work (the runner checks the same)
 run_dir = runs.resolve_run_dir(run_dir, train.STAGE)
 out_dir = runs.stage_dir(run_dir, train.STAGE)
-figures = out_dir / "figures"
-train_split, label_map = dataset.load_split(run_dir / dataset.STAGE / dataset.DATASET_DIR / "train")
-validation_split, _ = dataset.load_split(run_dir / dataset.STAGE / dataset.DATASET_DIR / "validation")
+figures = train.figures_dir(run_dir)
+train_split, validation_split, label_map = train.load_splits(run_dir)
 print("run directory:", run_dir.name, "| labels:", len(label_map),
       "| train:", len(train_split), "| validation:", len(validation_split),
       "| from 01:", preprocess.shared_settings(run_dir))
@@ -108,25 +99,30 @@ print("run directory:", run_dir.name, "| labels:", len(label_map),
 # class, both, and each reduction.
 
 # %%
-torch.manual_seed(0)
-logits = torch.randn(6, 4) * 8
-targets = (torch.rand(6, 4) > 0.6).float()
-w = torch.rand(6, 4)
-p = torch.tensor([0.5, 1.0, 4.0, 16.0])
-rows = []
-for name, kwargs in {"plain": {}, "weight w": {"weight": w}, "pos_weight p": {"pos_weight": p},
-                     "w and p": {"weight": w, "pos_weight": p}}.items():
-    for reduction in ("mean", "sum"):
-        ours = loss.bce_with_logits(logits, targets, reduction=reduction, **kwargs)
-        torch_ = F.binary_cross_entropy_with_logits(logits, targets, reduction=reduction, **kwargs)
-        rows.append({"variant": name, "reduction": reduction, "ours": ours.item(),
-                     "torch": torch_.item(), "abs diff": abs(ours - torch_).item()})
-agreement = pd.DataFrame(rows)
-agreement
+if teaching:
+    torch.manual_seed(0)
+    logits = torch.randn(6, 4) * 8
+    targets = (torch.rand(6, 4) > 0.6).float()
+    w = torch.rand(6, 4)
+    p = torch.tensor([0.5, 1.0, 4.0, 16.0])
+    rows = []
+    for name, kwargs in {"plain": {}, "weight w": {"weight": w}, "pos_weight p": {"pos_weight": p},
+                         "w and p": {"weight": w, "pos_weight": p}}.items():
+        for reduction in ("mean", "sum"):
+            ours = loss.bce_with_logits(logits, targets, reduction=reduction, **kwargs)
+            torch_ = F.binary_cross_entropy_with_logits(logits, targets, reduction=reduction, **kwargs)
+            rows.append({"variant": name, "reduction": reduction, "ours": ours.item(),
+                         "torch": torch_.item(), "abs diff": abs(ours - torch_).item()})
+    agreement = pd.DataFrame(rows)
+    display(agreement)
+else:
+    print("teaching=False: the loss walkthrough (sections 1-3 and the probe table of section 4) "
+          "is skipped; it saves nothing that training needs")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("every variant agrees with PyTorch to 1e-5:", bool(agreement["abs diff"].max() < 1e-5))
+if teaching:
+    print("every variant agrees with PyTorch to 1e-5:", bool(agreement["abs diff"].max() < 1e-5))
 
 # %% [markdown]
 # ### What the sample weights $w_{n,c}$ are for
@@ -152,9 +148,8 @@ print("every variant agrees with PyTorch to 1e-5:", bool(agreement["abs diff"].m
 # for later.
 
 # %%
-from mlclf_utils.teaching import bce
-
-bce.sample_weight_demo(logits, targets)
+if teaching:
+    display(bce.sample_weight_demo(logits, targets))
 
 # %% [markdown]
 # ### Mean or sum: why the mean is the default
@@ -168,14 +163,15 @@ bce.sample_weight_demo(logits, targets)
 # at the same scale for any $N$ and $K$, so one learning rate fits them all.
 
 # %%
-probe_data = bce.probe_data(train_split, validation_split, label_map.labels)
-norms = bce.gradient_norms(probe_data.x_train, probe_data.y_train)
-display(norms)
-first, last = norms.iloc[0], norms.iloc[-1]
-print(f"batch {first.batch_size:.0f} -> {last.batch_size:.0f}: the sum's gradient norm grows "
-      f"{last.grad_norm_sum / first.grad_norm_sum:.1f}x ({first.grad_norm_sum:.3g} -> {last.grad_norm_sum:.3g}), "
-      f"the mean's changes {last.grad_norm_mean / first.grad_norm_mean:.2f}x")
-bce.plot_gradient_norms(norms, figures / "gradient_norm_by_batch.png");
+if teaching:
+    probe_data = bce.probe_data(train_split, validation_split, label_map.labels)
+    norms = bce.gradient_norms(probe_data.x_train, probe_data.y_train)
+    display(norms)
+    first, last = norms.iloc[0], norms.iloc[-1]
+    print(f"batch {first.batch_size:.0f} -> {last.batch_size:.0f}: the sum's gradient norm grows "
+          f"{last.grad_norm_sum / first.grad_norm_sum:.1f}x ({first.grad_norm_sum:.3g} -> {last.grad_norm_sum:.3g}), "
+          f"the mean's changes {last.grad_norm_mean / first.grad_norm_mean:.2f}x")
+    bce.plot_gradient_norms(norms, figures / "gradient_norm_by_batch.png");
 
 # %% [markdown]
 # ## 2 · Why "with logits": the log-sum-exp form
@@ -203,9 +199,10 @@ bce.plot_gradient_norms(norms, figures / "gradient_norm_by_batch.png");
 # is `inf` after it; the stable form and PyTorch's kernel are exact on both sides.
 
 # %%
-cliff = bce.sigmoid_cliff()
-print(f"float32: sigmoid(x) == 1 exactly from x = {cliff:.4f} (24 ln 2 = {24 * 0.6931471805599453:.4f})")
-bce.float32_table()
+if teaching:
+    cliff = bce.sigmoid_cliff()
+    print(f"float32: sigmoid(x) == 1 exactly from x = {cliff:.4f} (24 ln 2 = {24 * 0.6931471805599453:.4f})")
+    display(bce.float32_table())
 
 # %% [markdown]
 # Look for the `nan` below: even when a term's weight is zero, $0 \times \log 0 = 0 \times (-\infty)$ is not
@@ -213,14 +210,16 @@ bce.float32_table()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-x = torch.tensor([-100.0, -20.0, 0.0, 20.0, 100.0])
-for y in (1.0, 0.0):
-    t = torch.full_like(x, y)
-    print(f"y={y:.0f}  naive :", loss.naive_bce(x, t).tolist())
-    print(f"y={y:.0f}  stable:", loss.bce_with_logits(x, t, reduction="none").tolist())
+if teaching:
+    x = torch.tensor([-100.0, -20.0, 0.0, 20.0, 100.0])
+    for y in (1.0, 0.0):
+        t = torch.full_like(x, y)
+        print(f"y={y:.0f}  naive :", loss.naive_bce(x, t).tolist())
+        print(f"y={y:.0f}  stable:", loss.bce_with_logits(x, t, reduction="none").tolist())
 
 # %%
-loss.plot_stability(figures / "bce_stability.png");
+if teaching:
+    plots.plot_stability(figures / "bce_stability.png");
 
 # %% [markdown]
 # ## 3 · What $p_c$ does to the loss and to its gradient
@@ -239,7 +238,8 @@ loss.plot_stability(figures / "bce_stability.png");
 # $p_c = \text{neg}/\text{pos}$ makes positives and negatives of the class weigh the same in total.
 
 # %%
-loss.plot_pos_weight_effect(figures / "pos_weight_effect.png");
+if teaching:
+    plots.plot_pos_weight_effect(figures / "pos_weight_effect.png");
 
 # %% [markdown]
 # ### On the demo data
@@ -250,20 +250,21 @@ loss.plot_pos_weight_effect(figures / "pos_weight_effect.png");
 # few validation positives that the table moves in coarse steps; the next subsection uses a frequent one.
 
 # %%
-stats = dataset.class_statistics_table(json.loads((run_dir / dataset.STAGE / dataset.DATASET_DIR / "train" / dataset.CLASS_STATS_FILE).read_text()))
-if probe_label is None:
-    candidates = stats[stats["validation"] >= 10]
-    probe_label = candidates.index[-1] if len(candidates) else stats.index[-1]
-column = label_map.index_of(probe_label)
-ratio = (len(train_split) - stats.loc[probe_label, "train"]) / stats.loc[probe_label, "train"]
-tradeoff = weight_probe.pos_weight_tradeoff(
-    train_split["text"], [row[column] for row in train_split["labels"]],
-    validation_split["text"], [row[column] for row in validation_split["labels"]],
-    pos_weights=[0.5, 1, 2, 4, 8, 16, round(float(ratio), 1)],
-)
-print(f"class {probe_label!r}: {stats.loc[probe_label, 'train']} train positives, neg/pos = {ratio:.1f}")
-display(tradeoff)
-weight_probe.plot_tradeoff(tradeoff, probe_label, figures / "pos_weight_tradeoff.png");
+if teaching:
+    stats = train.class_statistics(run_dir)
+    if probe_label is None:
+        candidates = stats[stats["validation"] >= 10]
+        probe_label = candidates.index[-1] if len(candidates) else stats.index[-1]
+    column = label_map.index_of(probe_label)
+    ratio = (len(train_split) - stats.loc[probe_label, "train"]) / stats.loc[probe_label, "train"]
+    tradeoff = weight_probe.pos_weight_tradeoff(
+        train_split["text"], [row[column] for row in train_split["labels"]],
+        validation_split["text"], [row[column] for row in validation_split["labels"]],
+        pos_weights=[0.5, 1, 2, 4, 8, 16, round(float(ratio), 1)],
+    )
+    print(f"class {probe_label!r}: {stats.loc[probe_label, 'train']} train positives, neg/pos = {ratio:.1f}")
+    display(tradeoff)
+    weight_probe.plot_tradeoff(tradeoff, probe_label, figures / "pos_weight_tradeoff.png");
 
 # %% [markdown]
 # ### $p_c < 1$ raises precision, on a frequent label
@@ -274,17 +275,18 @@ weight_probe.plot_tradeoff(tradeoff, probe_label, figures / "pos_weight_tradeoff
 # `mean_prob` the probe's mean probability on validation.
 
 # %%
-frequent_label = stats.index[0]
-frequent = bce.pos_weight_sweep(probe_data, frequent_label, [0.05, 0.1, 0.25, 0.5, 1, 2, 4])
-display(frequent.round(3))
-at = frequent.set_index("pos_weight")
-print(f"{frequent_label!r}: {frequent.attrs['validation_positives']} validation positives "
-      f"({frequent.attrs['validation_share']:.1%} of the texts)")
-for p in (4, 1, 0.5, 0.25):
-    print(f"  p_c = {p:<4g} precision {at.loc[p, 'precision']:.3f}, recall {at.loc[p, 'recall']:.3f}, "
-          f"{at.loc[p, 'predicted_positive']:.0f} predicted positive")
-print("no text predicted positive at p_c =", [p for p in at.index if at.loc[p, "predicted_positive"] == 0])
-weight_probe.plot_tradeoff(frequent, frequent_label, figures / "pos_weight_tradeoff_frequent.png");
+if teaching:
+    frequent_label = stats.index[0]
+    frequent = bce.pos_weight_sweep(probe_data, frequent_label, [0.05, 0.1, 0.25, 0.5, 1, 2, 4])
+    display(frequent.round(3))
+    at = frequent.set_index("pos_weight")
+    print(f"{frequent_label!r}: {frequent.attrs['validation_positives']} validation positives "
+          f"({frequent.attrs['validation_share']:.1%} of the texts)")
+    for p in (4, 1, 0.5, 0.25):
+        print(f"  p_c = {p:<4g} precision {at.loc[p, 'precision']:.3f}, recall {at.loc[p, 'recall']:.3f}, "
+              f"{at.loc[p, 'predicted_positive']:.0f} predicted positive")
+    print("no text predicted positive at p_c =", [p for p in at.index if at.loc[p, "predicted_positive"] == 0])
+    weight_probe.plot_tradeoff(frequent, frequent_label, figures / "pos_weight_tradeoff_frequent.png");
 
 # %% [markdown]
 # Lowering $p_c$ trades recall for precision until, at the smallest weights, the probe can say "no" to
@@ -300,10 +302,11 @@ weight_probe.plot_tradeoff(frequent, frequent_label, figures / "pos_weight_trade
 # recall: they then only ever raise recall where a label is rare.
 
 # %%
-floors = bce.floor_table(floor=pos_weight_floor if pos_weight_floor else 0.5)
-display(floors.round(3))
-print(f"a label on 99% of the texts: ratio gives p_c = {floors.iloc[-1]['ratio']:.3f}, read at "
-      f"{floors.iloc[-1]['reads_at (ratio)']:.3f}; with the floor, read at {floors.iloc[-1].iloc[-1]:.3f}")
+if teaching:
+    floors = bce.floor_table(floor=pos_weight_floor if pos_weight_floor else 0.5)
+    display(floors.round(3))
+    print(f"a label on 99% of the texts: ratio gives p_c = {floors.iloc[-1]['ratio']:.3f}, read at "
+          f"{floors.iloc[-1]['reads_at (ratio)']:.3f}; with the floor, read at {floors.iloc[-1].iloc[-1]:.3f}")
 
 # %% [markdown]
 # ### The link to 04: $p_c$ moves the threshold
@@ -329,11 +332,12 @@ print(f"a label on 99% of the texts: ratio gives p_c = {floors.iloc[-1]['ratio']
 # unweighted probe's score, and a model with one free logit per bin trained with $p = 4$.
 
 # %%
-bins = bce.binned_odds_check(probe_data, frequent_label, 4.0)
-display(bins.round(4))
-print(f"largest gap between the trained probability and p q / (p q + 1 - q): {bins['abs diff'].max():.1e}; "
-      f"0.5 on the weighted model agrees with q >= 1/(1+p) = {bce.implied_threshold(4.0):.2f} "
-      f"in {int((bins['says yes at 0.5'] == bins['q >= 1/(1+p)']).sum())} of {len(bins)} bins")
+if teaching:
+    bins = bce.binned_odds_check(probe_data, frequent_label, 4.0)
+    display(bins.round(4))
+    print(f"largest gap between the trained probability and p q / (p q + 1 - q): {bins['abs diff'].max():.1e}; "
+          f"0.5 on the weighted model agrees with q >= 1/(1+p) = {bce.implied_threshold(4.0):.2f} "
+          f"in {int((bins['says yes at 0.5'] == bins['q >= 1/(1+p)']).sum())} of {len(bins)} bins")
 
 # %% [markdown]
 # Then on a real model: the TF-IDF probe of the frequent label trained without and with $p_c$, read on
@@ -342,12 +346,13 @@ print(f"largest gap between the trained probability and p q / (p q + 1 - q): {bi
 # probability drifts away from the label's share of the texts just as the formula says.
 
 # %%
-shift = bce.odds_shift_check(probe_data, frequent_label, (0.25, 4.0))
-display(shift.round(3))
-for row in shift.itertuples():
-    print(f"p = {row.pos_weight:g}: median logit shift {row[3]:+.2f} (log p = {row[2]:+.2f}); weighted-at-0.5 "
-          f"and unweighted-at-{bce.implied_threshold(row.pos_weight):.2f} agree on {row[6]:.1%} of the "
-          f"texts; mean probability {row[9]:.3f} unweighted, {row[7]:.3f} weighted, {row[8]:.3f} predicted")
+if teaching:
+    shift = bce.odds_shift_check(probe_data, frequent_label, (0.25, 4.0))
+    display(shift.round(3))
+    for row in shift.itertuples():
+        print(f"p = {row.pos_weight:g}: median logit shift {row[3]:+.2f} (log p = {row[2]:+.2f}); weighted-at-0.5 "
+              f"and unweighted-at-{bce.implied_threshold(row.pos_weight):.2f} agree on {row[6]:.1%} of the "
+              f"texts; mean probability {row[9]:.3f} unweighted, {row[7]:.3f} weighted, {row[8]:.3f} predicted")
 
 # %% [markdown]
 # ## 4 · Per-class positive weights from the training split
@@ -370,18 +375,11 @@ for row in shift.itertuples():
 # trains and evaluates each on this run's data, and section 7 of `04_evaluate` compares them.
 
 # %%
-train_targets = torch.tensor(train_split["labels"]).numpy()
-weights = class_weights.compute_pos_weight(
-    train_targets, label_map.labels, strategy=pos_weight_strategy,
-    floor=pos_weight_floor, cap=pos_weight_cap,
-)
-comparison = pd.DataFrame({s: class_weights.compute_pos_weight(train_targets, label_map.labels,
-                                                                strategy=s, floor=pos_weight_floor,
-                                                                cap=pos_weight_cap)["weight"]
-                           for s in class_weights.STRATEGIES})
+weights = train.pos_weights(train_split, label_map, config)  # what the trainer will use
+comparison = train.strategy_comparison(train_split, label_map, config)
 display(weights.sort_values("ratio", ascending=False).head(10))
 display(comparison.describe().loc[["min", "50%", "max"]].round(2))
-class_weights.plot_pos_weights(weights, figures / "pos_weights.png");
+train.plot_pos_weights(weights, run_dir);
 
 # %% [markdown]
 # ### Why damp very high weights
@@ -394,7 +392,8 @@ class_weights.plot_pos_weights(weights, figures / "pos_weights.png");
 # train split:
 
 # %%
-display(bce.strategy_weights(probe_data, floor=pos_weight_floor).round(3))
+if teaching:
+    display(bce.strategy_weights(probe_data, floor=pos_weight_floor).round(3))
 
 # %% [markdown]
 # The evidence that this matters for the fine-tuned encoder is the class-weight sweep: each strategy
@@ -418,7 +417,8 @@ if evidence is not None:
 #
 # `mlclf_utils/modeling/train.py` is one script for every way of running: here in-process, under
 # `torchrun --nproc_per_node=N` (DDP, gloo on CPU and nccl on GPU), or as the entry point of a
-# SageMaker Hugging Face job. It builds on `transformers.Trainer` with the weighted loss above,
+# SageMaker Hugging Face job; `train.fine_tune` (`mlclf_utils/stages/train.py`) picks the way from
+# `mode` and `nproc_per_node`. It builds on `transformers.Trainer` with the weighted loss above,
 # pads each batch dynamically and groups texts of similar length, evaluates micro- and macro-F1
 # after every epoch, keeps the best checkpoint by validation macro-F1, stops early when macro-F1
 # stops improving, and saves the model (safetensors), the tokenizer, the label map and the
@@ -431,28 +431,15 @@ if evidence is not None:
 # brings that job's model back later.
 
 # %%
-if mode == "local" and nproc_per_node == 1:
-    metrics = train.run_training(run_dir=str(run_dir), **hyperparameters)
-elif mode == "local":
-    metrics = train.run_torchrun(nproc_per_node, run_dir=str(run_dir), **hyperparameters)
-elif attach_job:
-    metrics = sagemaker_training.attach(run_dir, attach_job, default_bucket=default_bucket)
-else:
-    metrics = sagemaker_training.submit(
-        run_dir, hyperparameters, role=role, instance_type=instance_type,
-        instance_count=instance_count, transformers_version=transformers_version,
-        pytorch_version=pytorch_version, distribution=distribution, default_bucket=default_bucket,
-        job_name=job_name, wait=wait,
-    )
+metrics = train.fine_tune(run_dir, config)  # here, under torchrun, or on SageMaker: see mode
 {k: v for k, v in metrics.items() if k != "validation"}
 
 # %% [markdown]
 # ## 6 · Training curves
 
 # %%
-if (out_dir / train.METRICS_DIR / "log_history.json").exists():  # local, or a job brought back
-    history = json.loads((out_dir / train.METRICS_DIR / "log_history.json").read_text())
-    training_curves.plot_training_curves(history, figures / "training_curves.png")
+curves = train.plot_training_curves(run_dir)  # None until a job not waited for is brought back
+if curves is not None:
     print(f"best validation macro-F1 at threshold 0.5: {metrics['best_validation_macro_f1']:.3f}")
 
 # %% [markdown]

@@ -37,28 +37,23 @@ worst_n = 3                 # type: int  worst examples shown per class
 sweep_dir = None            # type: str|bool|None  a class-weight sweep to show; None: the newest on this data; False: none
 
 # %%
-import json
-
 import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from mlclf_utils import artifacts
-from mlclf_utils.evaluation import baselines, calibration, plots, metrics, misclassifications, thresholds
-from mlclf_utils.serving import bundle, predict
-from mlclf_utils.data import dataset
+from mlclf_utils.evaluation import misclassifications, scoring
 from mlclf_utils.runner import runs, sweep
-from mlclf_utils.modeling import train
+from mlclf_utils.serving import predict
+from mlclf_utils.stages import evaluate
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
-run_dir = runs.resolve_run_dir(run_dir, "04_evaluate")
-out_dir = runs.stage_dir(run_dir, "04_evaluate")
-figures = out_dir / "figures"
-model_dir = run_dir / train.STAGE / train.MODEL_DIR
-data_dir = run_dir / dataset.STAGE / dataset.DATASET_DIR
-splits = {name: dataset.load_split(data_dir / name)[0] for name in dataset.SPLITS}
-labels = dataset.load_split(data_dir / "train")[1].labels
-y = {name: np.asarray(split["labels"], dtype=np.int8) for name, split in splits.items()}
+config = evaluate.Config(min_support=min_support, calibration_method=calibration_method,
+                         threshold_fallback=threshold_fallback,
+                         threshold_shrinkage=threshold_shrinkage, plain_baseline=plain_baseline,
+                         batch_size=batch_size, worst_n=worst_n, sweep_dir=sweep_dir)
+run_dir = runs.resolve_run_dir(run_dir, evaluate.STAGE)
+inputs = evaluate.load_inputs(run_dir)  # 02's splits and 03's model; 04's folder is made here
+splits, labels, y = inputs.splits, inputs.labels, inputs.y
 print("run directory:", run_dir.name, "| labels:", len(labels),
       "| validation:", len(y["validation"]), "| test:", len(y["test"]))
 
@@ -69,10 +64,8 @@ print("run directory:", run_dir.name, "| labels:", len(labels),
 # questions, and the probabilities of one text do not sum to one.
 
 # %%
-classifier = predict.Classifier.from_model_dir(model_dir)
-probs = {name: classifier.predict_proba(splits[name]["text"], batch_size=batch_size, progress=True)
-         for name in ("validation", "test")}
-print("row sums of the test probabilities (not 1):", np.round(probs["test"].sum(axis=1)[:5], 2))
+raw_probs = evaluate.predict_probabilities(inputs, config, progress=True)
+print("row sums of the test probabilities (not 1):", np.round(raw_probs["test"].sum(axis=1)[:5], 2))
 
 # %% [markdown]
 # **Calibration, one label at a time.** `pos_weight` pushes every weighted label's probabilities
@@ -85,13 +78,10 @@ print("row sums of the test probabilities (not 1):", np.round(probs["test"].sum(
 # ECE is the honest check: the maps never saw test.
 
 # %%
-raw_probs = probs
-calibrator, probs, ece_table = calibration.calibrate_splits(
-    y, raw_probs, labels, method=calibration_method, min_support=min_support)
+calibrator, probs, ece_table = evaluate.calibrate(inputs, raw_probs, config)
 display(ece_table.round(4))
 print({k: v for k, v in ece_table.attrs.items()} or "calibration is off (calibration_method=None)")
-plots.reliability_diagram(y["test"], raw_probs["test"],
-                                     path=figures / "reliability_raw.png");
+evaluate.plot_raw_reliability(inputs, raw_probs);
 
 # %% [markdown]
 # ## 2 · One threshold per label, tuned on validation
@@ -105,18 +95,12 @@ plots.reliability_diagram(y["test"], raw_probs["test"],
 # The thresholds are chosen on validation (on the calibrated probabilities) and only *applied* to test.
 
 # %%
-tuned = thresholds.tune_thresholds(y["validation"], probs["validation"], labels,
-                                   min_support=min_support, fallback=threshold_fallback,
-                                   shrinkage=threshold_shrinkage)
-tuned_values = thresholds.thresholds_array(tuned, labels)
+tuned, tuned_values = evaluate.tune_thresholds(inputs, probs, config)
 display(tuned.sort_values("support").head(8))
 print(tuned["source"].value_counts().to_string())
 
 # %%
-curves = thresholds.f1_threshold_curves(y["validation"], probs["validation"], labels)
-by_support = tuned[tuned["support"] > 0].sort_values("support").index.tolist()
-show = by_support[-2:] + by_support[:2]   # the two most and the two least frequent labels
-plots.plot_f1_vs_threshold(curves, show, tuned, figures / "f1_vs_threshold.png");
+evaluate.plot_threshold_curves(inputs, probs, tuned);  # the two most and two least frequent labels
 
 # %% [markdown]
 # ## 3 · Test metrics at 0.5 and at the tuned thresholds
@@ -128,22 +112,20 @@ plots.plot_f1_vs_threshold(curves, show, tuned, figures / "f1_vs_threshold.png")
 # recall or an AUC there: it is listed and left out of the macro averages, never counted as 0 or 1.
 
 # %%
-report_05 = metrics.multilabel_report(y["test"], probs["test"], labels, 0.5)
-report_tuned = metrics.multilabel_report(y["test"], probs["test"], labels, tuned_values)
-summary = pd.DataFrame({"threshold 0.5": report_05, "tuned per class": report_tuned})
+reports = evaluate.metric_reports(inputs, probs, tuned_values)
+summary = pd.DataFrame({"threshold 0.5": reports["test_at_0.5"], "tuned per class": reports["test_tuned"]})
 display(summary.drop(index=["labels_without_positives", "note"], errors="ignore"))
-print(report_tuned["note"] or "every label has positives in test")
+print(reports["test_tuned"]["note"] or "every label has positives in test")
 
 # %%
-per_class_05 = metrics.per_class_table(y["test"], probs["test"], labels, 0.5)
-per_class_tuned = metrics.per_class_table(y["test"], probs["test"], labels, tuned_values)
-plots.plot_per_class_f1(per_class_05, per_class_tuned, figures / "per_class_f1.png");
+per_class = evaluate.per_class_tables(inputs, probs, tuned_values)
+evaluate.plot_per_class_f1(inputs, per_class);
 
 # %%
-plots.plot_pr_curves(y["test"], probs["test"], labels, path=figures / "pr_curves.png");
+evaluate.plot_pr_curves(inputs, probs);
 
 # %%
-plots.plot_confusion_counts(per_class_tuned, figures / "confusion_counts.png");
+evaluate.plot_confusion_counts(inputs, per_class);
 
 # %% [markdown]
 # **Calibration, after.** Are the probabilities honest? In the reliability diagram, the pairs
@@ -152,7 +134,7 @@ plots.plot_confusion_counts(per_class_tuned, figures / "confusion_counts.png");
 # weights did; this one shows the calibrated probabilities on test, which the maps never saw.
 
 # %%
-fig, ece = plots.reliability_diagram(y["test"], probs["test"], path=figures / "reliability.png")
+fig, ece = evaluate.plot_reliability(inputs, probs)
 print(f"expected calibration error on test: {ece:.3f} calibrated, "
       f"{ece_table.loc['test', 'ECE raw']:.3f} raw")
 
@@ -161,9 +143,7 @@ print(f"expected calibration error on test: {ece:.3f} calibrated, "
 # while label B was predicted wrongly: the model saw *something*, but named it B.
 
 # %%
-predicted_test = metrics.predict_with_thresholds(probs["test"], tuned_values)
-confusion = plots.label_confusion(y["test"], predicted_test, labels)
-plots.plot_label_confusion(confusion, figures / "label_confusion.png");
+evaluate.plot_label_confusion(inputs, probs, tuned_values);
 
 # %% [markdown]
 # ## 4 · Misclassifications
@@ -172,12 +152,9 @@ plots.plot_label_confusion(confusion, figures / "label_confusion.png");
 # all probabilities. Stage 05 explains these rows with integrated gradients.
 
 # %%
-errors = misclassifications.misclassification_table(
-    splits["test"]["text"], splits["test"]["source_id"], y["test"], probs["test"], labels, tuned_values)
-paths = misclassifications.save_misclassifications(errors, out_dir)
+errors = evaluate.save_misclassifications(inputs, probs, tuned_values)
 print(f"{int((errors['n_errors'] > 0).sum())} of {len(errors)} test texts have at least one error")
-worst_classes = per_class_tuned.dropna(subset=["f1"]).sort_values("f1").index[:3]
-for label in worst_classes:
+for label in evaluate.worst_classes(per_class, n=3):
     for kind in ("fp", "fn"):
         print(f"\n{label}: most confident {'false positives' if kind == 'fp' else 'false negatives'}")
         display(misclassifications.worst_examples(errors, label, kind=kind, n=worst_n)[["source_id", "text"]])
@@ -191,20 +168,7 @@ for label in worst_classes:
 #   0.5, which is what `problem_type="multi_label_classification"` gives out of the box.
 
 # %%
-tfidf = baselines.tfidf_logistic(splits["train"]["text"], y["train"],
-                                 {"validation": splits["validation"]["text"], "test": splits["test"]["text"]})
-tfidf_thresholds = thresholds.thresholds_array(
-    thresholds.tune_thresholds(y["validation"], tfidf["validation"], labels,
-                               min_support=min_support, fallback=threshold_fallback), labels)
-reports = {"fine-tuned, tuned thresholds": report_tuned,
-           "TF-IDF + LR, tuned thresholds": metrics.multilabel_report(y["test"], tfidf["test"], labels, tfidf_thresholds)}
-if plain_baseline:
-    trained = json.loads((model_dir / train.HYPERPARAMETERS_FILE).read_text())
-    plain_dir = baselines.train_plain_bce(run_dir, trained, out_dir / "plain_bce")
-    plain = predict.Classifier.from_model_dir(plain_dir)
-    reports["plain BCE @ 0.5"] = metrics.multilabel_report(
-        y["test"], plain.predict_proba(splits["test"]["text"], batch_size=batch_size), labels, 0.5)
-comparison = metrics.compare_reports(reports, reference="fine-tuned, tuned thresholds")
+comparison = evaluate.compare_with_baselines(inputs, config, reports)  # plain_baseline: one more training run
 comparison
 
 # %% [markdown]
@@ -223,17 +187,8 @@ comparison
 # or from a shell: `python -m mlclf_utils predict --model runs/<run-id>/04_evaluate/bundle "some text"`.
 
 # %%
-preprocess_config = json.loads((data_dir / "train" / dataset.PREPROCESS_CONFIG_FILE).read_text())
-bundle_dir = bundle.export_bundle(
-    model_dir, out_dir / "bundle", thresholds=dict(zip(labels, map(float, tuned_values))),
-    preprocess_config=preprocess_config, calibration=calibrator,
-    metrics={k: v for k, v in report_tuned.items() if isinstance(v, (int, float))})
-thresholds.save_thresholds(tuned, out_dir / "thresholds.json")
-per_class_tuned.to_csv(out_dir / "per_class_test.csv")
-report_validation = metrics.multilabel_report(y["validation"], probs["validation"], labels, tuned_values)
-artifacts.write_json(out_dir / "report.json", {"test_at_0.5": report_05, "test_tuned": report_tuned,
-                                          "validation_tuned": report_validation,
-                                          "comparison": comparison.to_dict()})
+bundle_dir = evaluate.export_bundle(inputs, tuned_values, calibrator, reports)
+evaluate.save_outputs(inputs, tuned, per_class, reports, comparison)  # thresholds, per-class table, report
 loaded = predict.Classifier.load(bundle_dir)
 loaded.predict(splits["test"]["text"][:3])
 
@@ -255,16 +210,15 @@ loaded.predict(splits["test"]["text"][:3])
 # positives: if class weights help anywhere, it is in their recall.
 
 # %%
-found = sweep.find_sweep(run_dir, sweep_dir)
+found = evaluate.load_sweep(inputs, config)
 if found is None:
     print("No sweep on this run's data yet; run the command above, then this cell again.")
 else:
-    sweep_table, sweep_info = sweep.load(found)
+    sweep_table, sweep_info = found
     print(f"sweep {sweep_info['sweep_id']}: {len(sweep_table)} combinations, best on validation:",
           sweep_info.get("best", {}).get("values"))
     display(sweep.summary(sweep_table))
-    sweep.plot_f1(sweep_table, figures / "sweep_f1.png")
-    sweep.plot_rare_labels(sweep_table, figures / "sweep_rare_labels.png")
+    evaluate.plot_sweep(inputs, sweep_table)
 
 # %% [markdown]
 # ## 8 · Sanity check
@@ -275,6 +229,4 @@ else:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from mlclf_utils.evaluation import scoring
-
-print(scoring.comparison_summary(comparison, y["test"], reference="fine-tuned, tuned thresholds"))
+print(scoring.comparison_summary(comparison, y["test"], reference=evaluate.REFERENCE))

@@ -46,48 +46,29 @@ oversample_factor = 3     # type: int  each hard negative appears this many time
 retrain = True            # type: bool  retrain with the hard negatives and compare (one more training run)
 
 # %%
-import json
-
-import numpy as np
-import pandas as pd
 from IPython.display import display
 
-from mlclf_utils.explain import attributions, hard_negatives, token_audit
-from mlclf_utils.data import dataset
-from mlclf_utils.evaluation import scoring, misclassifications
+from mlclf_utils.explain import attribution_views, token_audit
 from mlclf_utils.runner import runs
-from mlclf_utils.modeling import train
+from mlclf_utils.stages import explain
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
-run_dir = runs.resolve_run_dir(run_dir, "05_explain")
-out_dir = runs.stage_dir(run_dir, "05_explain")
-figures = out_dir / "figures"
-model_dir = run_dir / train.STAGE / train.MODEL_DIR
-data_dir = run_dir / dataset.STAGE / dataset.DATASET_DIR
-train_split, label_map = dataset.load_split(data_dir / "train")
-errors = misclassifications.load_misclassifications(run_dir / "04_evaluate" / "misclassifications.parquet")
-report = json.loads((run_dir / "04_evaluate" / "report.json").read_text())
-explainer = attributions.Explainer.from_model_dir(model_dir, n_steps=n_steps,
-                                                  internal_batch_size=internal_batch_size)
+config = explain.Config(n_classes=n_classes, n_per_kind=n_per_kind, n_steps=n_steps,
+                        internal_batch_size=internal_batch_size, max_pairs=max_pairs,
+                        oversample_factor=oversample_factor, retrain=retrain)
+run_dir = runs.resolve_run_dir(run_dir, explain.STAGE)
+inputs = explain.load_inputs(run_dir)  # 02's train split, 04's mistakes; 05's folder is made here
+explainer = explain.load_explainer(inputs, config)
+errors = inputs.errors
 print("run directory:", run_dir.name, "| test texts with an error:", int((errors["n_errors"] > 0).sum()))
 
 # %% [markdown]
 # ## 1 · Explain the mistakes of the classes with the most errors
 
 # %%
-counts = {label: (errors["false_positives"].map(lambda xs: label in xs).sum(),
-                  errors["false_negatives"].map(lambda xs: label in xs).sum()) for label in label_map.labels}
-weakest = sorted(label_map.labels, key=lambda l: -(counts[l][0] + counts[l][1]))[:n_classes]
-items, kinds = [], {}
-for label in weakest:
-    for kind in ("fp", "fn"):
-        for text in misclassifications.worst_examples(errors, label, kind=kind, n=n_per_kind)["text"]:
-            kinds[len(items)] = kind
-            items.append((text, label))
+items, kinds, weakest = explain.pick_mistakes(inputs, config)
 print(f"{len(items)} (text, label) pairs from the classes {weakest}")
-explanations = explainer.explain_many(items)
-table = attributions.explanations_table(explanations)
-table.to_parquet(out_dir / "attributions.parquet")
+explanations = explain.explain_mistakes(inputs, explainer, items)  # also attributions.parquet
 print("explanations with a convergence delta above tolerance:",
       sum(not e.delta_ok for e in explanations), "of", len(explanations))
 
@@ -97,10 +78,10 @@ print("explanations with a convergence delta above tolerance:",
 # evidence the model ignored.
 
 # %%
-attributions.plot_attributions(explanations[:6], figures / "attributions.png");
+explain.plot_explanations(inputs, explanations);
 
 # %%
-attributions.captum_html(explanations[:6])
+attribution_views.captum_html(explanations[:explain.SHOWN])
 
 # %% [markdown]
 # ## 2 · The over-fitted token audit
@@ -112,14 +93,10 @@ attributions.captum_html(explanations[:6])
 # shortcut candidates.
 
 # %%
-audit = token_audit.audit_tokens(explanations, train_split["text"],
-                                 label_map.from_multi_hot(np.asarray(train_split["labels"]) > 0.5),
-                                 kinds=kinds)
-audit.to_csv(out_dir / "token_audit.csv")
-suspicious = audit[audit["suspicious"]]
+audit = explain.audit_tokens(inputs, explanations, kinds)  # also token_audit.csv
 display(token_audit.top_tokens_per_class(audit, n=3))
-print(f"{len(suspicious)} suspicious (class, word) pairs")
-token_audit.plot_top_tokens(audit, figures / "top_tokens.png");
+print(f"{int(audit['suspicious'].sum())} suspicious (class, word) pairs")
+explain.plot_top_tokens(inputs, audit);
 
 # %% [markdown]
 # ## 3 · Hard negatives
@@ -128,11 +105,7 @@ token_audit.plot_top_tokens(audit, figures / "top_tokens.png");
 # class. They are the counter-examples the model needs to stop treating the word as the label.
 
 # %%
-pairs = list(suspicious.reset_index()[["class", "token"]].itertuples(index=False, name=None))[:max_pairs]
-train_label_sets = label_map.from_multi_hot(np.asarray(train_split["labels"]) > 0.5)
-negatives = hard_negatives.find_hard_negatives(train_split["text"], train_label_sets,
-                                               train_split["source_id"], pairs)
-hard_negatives.save_hard_negatives(negatives, out_dir / "hard_negatives.csv")
+pairs, negatives = explain.find_hard_negatives(inputs, audit, config)  # also hard_negatives.csv
 print(f"{len(negatives)} hard negatives for {len(pairs)} pairs")
 negatives.head(10)
 
@@ -143,24 +116,12 @@ negatives.head(10)
 # times. Both models are evaluated the same way: thresholds tuned on validation, metrics on test.
 
 # %%
-if retrain and len(negatives):
-    augmented = hard_negatives.oversampled_train_split(
-        data_dir / "train", negatives["source_id"].unique(), out_dir / "retrain" / "train",
-        factor=oversample_factor)
-    trained = json.loads((model_dir / train.HYPERPARAMETERS_FILE).read_text())
-    train.run_training(train_dir=str(augmented), validation_dir=str(data_dir / "validation"),
-                       model_dir=str(out_dir / "retrain" / "model"),
-                       output_data_dir=str(out_dir / "retrain" / "metrics"),
-                       checkpoint_dir=str(out_dir / "retrain" / "checkpoints"), **train.recipe(trained))
-    validation, test = (dataset.load_split(data_dir / s)[0] for s in ("validation", "test"))
-    before = scoring.evaluate_model_dir(model_dir, validation, test, label_map.labels)
-    after = scoring.evaluate_model_dir(out_dir / "retrain" / "model", validation, test, label_map.labels)
-    classes = sorted({c for c, _ in pairs})
-    comparison = hard_negatives.compare_before_after(before, after, classes)
-    comparison.to_csv(out_dir / "retrain_comparison.csv", index=False)
-    display(comparison.round(4))
+skipped = explain.retrain_skipped(config, negatives)
+if skipped:
+    print("retrain skipped:", skipped)
 else:
-    print("retrain skipped:", "retrain=False" if not retrain else "no hard negatives found")
+    comparison = explain.retrain_with_hard_negatives(inputs, negatives, pairs, config)
+    display(comparison.round(4))  # also retrain_comparison.csv
 
 # %% [markdown]
 # Oversampling negatives is a blunt tool: it can lower a class's recall along with its false positives,
@@ -175,4 +136,4 @@ else:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(attributions.explanation_summary(explanations, kinds, delta_tolerance=explainer.delta_tolerance))
+print(attribution_views.explanation_summary(explanations, kinds, delta_tolerance=explainer.delta_tolerance))

@@ -6,7 +6,10 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["mlclf_utils.modeling.train", "mlclf_utils.serving.predict",
+@pytest.mark.parametrize("module", ["mlclf_utils.modeling.train", "mlclf_utils.modeling.trainer",
+                                    "mlclf_utils.modeling.hyperparameters",
+                                    "mlclf_utils.modeling.distributed", "mlclf_utils.stages.train",
+                                    "mlclf_utils.serving.predict",
                                     "mlclf_utils.serving.hosting", "mlclf_utils.cloud.sagemaker_training"])
 def test_training_and_serving_entry_points_import_no_plotting_library(module):
     """The SageMaker container installs neither matplotlib nor seaborn (see

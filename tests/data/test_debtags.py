@@ -1,4 +1,5 @@
-"""Tests for mlclf_utils.data.debtags: parsers on inline stanzas, then one build on the real lists."""
+"""Tests for mlclf_utils.data.debtags and its parser deb822: inline stanzas, then one build on the
+real lists."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlclf_utils.data import apt_lists, debtags
+from mlclf_utils.data import apt_lists, deb822, debtags
 from mlclf_utils.errors import ParameterError, SetupError
 
 # Three lists in apt's order: the main archive, -updates, -security (which has no tags).
@@ -90,7 +91,7 @@ Description-en: Gamma shared library
 
 
 def _table() -> pd.DataFrame:
-    return debtags.assemble_table(
+    return deb822.assemble_table(
         [SECURITY_PACKAGES, MAIN_PACKAGES, UPDATES_PACKAGES], [MAIN_TRANSLATIONS]
     )
 
@@ -99,11 +100,11 @@ def _table() -> pd.DataFrame:
 
 
 def test_stanzas_join_tag_continuation_lines():
-    stanzas = list(debtags.iter_stanzas(MAIN_PACKAGES))
+    stanzas = list(deb822.iter_stanzas(MAIN_PACKAGES))
     assert [s["Package"] for s in stanzas] == [
         "alpha", "beta", "gamma", "delta", "epsilon", "untagged"
     ]
-    assert debtags.parse_tags(stanzas[0]["Tag"]) == [
+    assert deb822.parse_tags(stanzas[0]["Tag"]) == [
         "interface::commandline",
         "role::program",
         "special::not-yet-tagged",
@@ -116,13 +117,13 @@ def test_stanzas_join_tag_continuation_lines():
 
 def test_stanzas_keep_only_requested_fields_and_accept_line_iterables():
     lines = iter(MAIN_PACKAGES.splitlines(keepends=True))
-    stanzas = list(debtags.iter_stanzas(lines, fields=("Package", "Tag")))
+    stanzas = list(deb822.iter_stanzas(lines, fields=("Package", "Tag")))
     assert set(stanzas[0]) == {"Package", "Tag"}
     assert "untagged" in [s["Package"] for s in stanzas]
 
 
 def test_translation_text_keeps_debian_markers_verbatim():
-    text = debtags.parse_translations(MAIN_TRANSLATIONS)["11111111111111111111111111111111"]
+    text = deb822.parse_translations(MAIN_TRANSLATIONS)["11111111111111111111111111111111"]
     assert text == (
         "Alpha editor for text\n"
         " Alpha edits plain text files.\n"
@@ -305,14 +306,14 @@ def test_a_user_without_root_fetches_the_lists_into_their_cache(request):
     shutil.chown(cache, user=name)
     # Debian's own Python: this venv's interpreter may live in root's home, which the user
     # cannot enter. apt_lists needs nothing outside the standard library.
-    python, checkout = "/usr/bin/python3", Path(apt_lists.__file__).resolve().parents[1]
+    python, checkout = "/usr/bin/python3", Path(apt_lists.__file__).resolve().parents[2]
     readable = subprocess.run(["runuser", "-u", name, "--", "test", "-r",
-                               str(checkout / "mlclf_utils" / "apt_lists.py")])
+                               str(checkout / "mlclf_utils" / "data" / "apt_lists.py")])
     if not Path(python).exists() or readable.returncode != 0:
         pytest.skip(f"{name} cannot run {python} on {checkout}")
     program = ("import sys; sys.modules['pandas'] = None  # proves no heavy import is needed\n"
                "from pathlib import Path\n"
-               "from mlclf_utils import apt_lists\n"
+               "from mlclf_utils.data import apt_lists\n"
                f"folder = apt_lists.fetch_user_lists(Path({str(cache / 'apt')!r}))\n"
                "found = apt_lists.find_list_files(apt_lists.user_options(folder))\n"
                "print(folder, len(found['Packages']), len(found['Translations']))")
@@ -362,7 +363,7 @@ def test_cache_is_written_once_and_reused(synthetic_lists, tmp_path, monkeypatch
     def must_not_build(*args, **kwargs):
         raise AssertionError("the cached table should have been reused")
 
-    monkeypatch.setattr(debtags, "assemble_table", must_not_build)
+    monkeypatch.setattr(deb822, "assemble_table", must_not_build)
     second = debtags.build_debtags_table(cache_dir=cache)
     assert path.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(first, second)
@@ -389,8 +390,8 @@ def test_refresh_rebuilds(synthetic_lists, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     debtags.build_debtags_table(cache_dir=cache)
     calls = []
-    real = debtags.assemble_table
-    monkeypatch.setattr(debtags, "assemble_table", lambda *a: calls.append(1) or real(*a))
+    real = deb822.assemble_table
+    monkeypatch.setattr(deb822, "assemble_table", lambda *a: calls.append(1) or real(*a))
     debtags.build_debtags_table(cache_dir=cache, refresh=True)
     assert calls == [1]
 
@@ -448,7 +449,7 @@ def test_real_apt_lists(tmp_path, monkeypatch):
     assert stats["tagged_without_translation"] <= 0.01 * stats["packages_tagged"]
     assert any("\n" in t for t in table["text"].head(100))
 
-    monkeypatch.setattr(debtags, "assemble_table", lambda *a: pytest.fail("cache not reused"))
+    monkeypatch.setattr(deb822, "assemble_table", lambda *a: pytest.fail("cache not reused"))
     start = time.perf_counter()
     out, report = debtags.load_debtags(cache_dir=cache)
     assert time.perf_counter() - start < build_seconds

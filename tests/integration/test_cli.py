@@ -178,6 +178,10 @@ def test_sweep_over_a_2x1_grid(base_run, shared_runs, monkeypatch):
         manifest = read_json(run / "manifest.json")
         assert manifest["parameters"]["pos_weight_strategy"] == combo["values"]["pos_weight_strategy"]
         assert manifest["parameters"]["plain_baseline"] is False
+        # 03's walkthrough is for readers; a combination only trains.
+        train_entry = next(s for s in manifest["stages"] if s["stage"] == "03_train")
+        assert manifest["parameters"]["teaching"] is False
+        assert train_entry["parameters"]["teaching"] is False
         assert [s["status"] for s in manifest["stages"]] == ["reused", "reused", "ok", "ok"]
         hyper = read_json(run / "03_train" / "model" / "hyperparameters.json")
         assert hyper["pos_weight_strategy"] == combo["values"]["pos_weight_strategy"]
@@ -202,7 +206,8 @@ def test_sweep_over_a_2x1_grid(base_run, shared_runs, monkeypatch):
 
 
 def test_one_failing_combination_does_not_lose_the_others(base_run, shared_runs):
-    result = cli("sweep", "--base", base_run, "--config", SMOKE,
+    # probe_label is read by 03's walkthrough, which a sweep skips unless asked for it.
+    result = cli("sweep", "--base", base_run, "--config", SMOKE, "-p", "teaching", "true",
                  "--grid", "probe_label=video,no-such-label", "--jobs", "2", "--no-progress",
                  runs_root=shared_runs, check=False)
     assert result.returncode == 2

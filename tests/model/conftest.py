@@ -2,30 +2,17 @@
 
 import pytest
 
-from mlclf_utils.data import cleaning, dataset, labels, sources, splitting
 from mlclf_utils.modeling import encoders
-from mlclf_utils.stages import preprocess
-from mlclf_utils.data.tokenization import tokenize_table
+from mlclf_utils.stages import preprocess, save_data
 
 
 def build_smoke_run(run_dir, smoke_csv, *, max_length=64):
-    config = preprocess.PreprocessConfig(source=str(smoke_csv), text_column="description",
-                                         labels_column="tags", sample_size=None,
-                                         min_label_count=5, model_name=encoders.TINY_MODEL,
-                                         max_length=max_length)
-    table, _ = sources.load_source(config.source, text_column="description", labels_column="tags")
-    table, _ = cleaning.clean_column(table, config.cleaning_config)
-    table = labels.normalise_label_column(table, labels.LabelPolicy())
-    table, _ = labels.quality_report(table, min_label_count=config.min_label_count)
-    label_map = labels.LabelMap.from_table(table)
-    table, _ = splitting.stratified_split(table, label_map, seed=config.seed)
-    table, _ = tokenize_table(table, encoders.load_tokenizer(encoders.TINY_MODEL),
-                              max_length=max_length, progress=False)
-    preprocess.save_artifacts(run_dir, table, label_map, config, {})
-    stats = dataset.class_statistics(table, label_map)
-    dataset.save_dataset(dataset.build_dataset_dict(table, label_map), run_dir / dataset.STAGE,
-                         label_map=label_map, class_stats=stats,
-                         preprocess_config=config.to_dict())
+    """01 and 02 as a batch run does them, through the stage modules' ``run``."""
+    config = preprocess.Config(source=str(smoke_csv), text_column="description",
+                               labels_column="tags", sample_size=None, min_label_count=5,
+                               model_name=encoders.TINY_MODEL, max_length=max_length)
+    preprocess.run(run_dir, config)
+    save_data.run(run_dir, save_data.Config())
     return run_dir
 
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from mlclf_utils.modeling import encoders
-from mlclf_utils.explain.attributions import (Explainer, Explanation, captum_html, explanations_table,
-                                      plot_attributions)
+from mlclf_utils.explain.attribution_views import captum_html, explanations_table, plot_attributions
+from mlclf_utils.explain.attributions import Explainer, Explanation
 from mlclf_utils.errors import DataError, ParameterError
 
 LABELS = ["alpha", "beta", "gamma"]
@@ -254,5 +254,7 @@ def test_04_and_05_read_the_same_max_length_from_a_model_folder(fitted, tmp_path
     tokenizer.save_pretrained(tmp_path)
     assert (Explainer.from_model_dir(tmp_path).max_length
             == Classifier.from_model_dir(tmp_path).max_length == model.config.max_position_embeddings)
+    # A model passed in memory has no folder to read a cut from: the model's own limit, not 128.
+    assert Explainer(model, tokenizer).max_length == model.config.max_position_embeddings
     (tmp_path / "hyperparameters.json").write_text(json.dumps({"max_length": 40}))
     assert Explainer.from_model_dir(tmp_path).max_length == Classifier.from_model_dir(tmp_path).max_length == 40

@@ -25,7 +25,7 @@ from mlclf_utils.modeling import class_weights, encoders
 from mlclf_utils.__main__ import main
 from mlclf_utils.data.cleaning import CleaningConfig, clean_text
 from mlclf_utils.errors import DataError, ParameterError
-from mlclf_utils.data.labels import LabelMap
+from mlclf_utils.data.label_map import LabelMap
 from mlclf_utils.serving.predict import Classifier
 from mlclf_utils.serving.hosting import (export_sagemaker_model, input_fn, model_fn,
                                              output_fn, predict_fn)

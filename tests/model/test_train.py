@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import f1_score
 
-from mlclf_utils.modeling import train
+from mlclf_utils.modeling import hyperparameters, train, trainer
 from mlclf_utils.errors import MlclfError, ParameterError
 
 FAST = dict(model_name="mlclf/tiny-random-distilbert", epochs=1, batch_size=16,
@@ -24,7 +24,7 @@ FAST = dict(model_name="mlclf/tiny-random-distilbert", epochs=1, batch_size=16,
 
 def args_for(run_dir, **overrides):
     values = {**FAST, "run_dir": str(run_dir), **overrides}
-    return train.to_argv(values)
+    return hyperparameters.to_argv(values)
 
 
 @pytest.mark.parametrize("bad, name", [
@@ -39,27 +39,27 @@ def args_for(run_dir, **overrides):
 ])
 def test_bad_hyperparameters_fail_before_any_work(bad, name):
     with pytest.raises(ParameterError, match=name):
-        train.check_hyperparameters({**FAST, **bad})
+        hyperparameters.check_hyperparameters({**FAST, **bad})
 
 
 def test_max_steps_is_minus_one_or_positive():
-    assert train.check_hyperparameters({**FAST, "max_steps": -1}).max_steps == -1
-    assert train.check_hyperparameters({**FAST, "max_steps": 3}).max_steps == 3
+    assert hyperparameters.check_hyperparameters({**FAST, "max_steps": -1}).max_steps == -1
+    assert hyperparameters.check_hyperparameters({**FAST, "max_steps": 3}).max_steps == 3
     with pytest.raises(ParameterError, match=r"max_steps=-5.*-1 \(no limit\) or > 0"):
-        train.check_hyperparameters({**FAST, "max_steps": -5})
+        hyperparameters.check_hyperparameters({**FAST, "max_steps": -5})
 
 
 def test_unknown_hyperparameter_and_mode():
     with pytest.raises(ParameterError, match="epoch=3: the trainer takes no such hyperparameter"):
-        train.check_hyperparameters({"epoch": 3})
+        hyperparameters.check_hyperparameters({"epoch": 3})
     with pytest.raises(ParameterError, match=r"hyperparameters=\['epoch', 'lr'\]"):
-        train.check_hyperparameters({"epoch": 3, "lr": 1e-4})
+        hyperparameters.check_hyperparameters({"epoch": 3, "lr": 1e-4})
     with pytest.raises(ParameterError, match="mode"):
-        train.check_hyperparameters({}, mode="cloud")
+        hyperparameters.check_hyperparameters({}, mode="cloud")
 
 
 def test_sagemaker_hyperparameters_arrive_as_strings():
-    args = train.build_parser().parse_args(["--bf16", "False", "--pos_weight_cap", "None",
+    args = hyperparameters.build_parser().parse_args(["--bf16", "False", "--pos_weight_cap", "None",
                                             "--group_by_length", "true", "--epochs", "2"])
     assert args.bf16 is False and args.pos_weight_cap is None and args.group_by_length is True
     assert args.epochs == 2.0
@@ -73,7 +73,7 @@ def test_entry_point_runs_exactly_as_sagemaker_would(smoke_run, tmp_path, monkey
            "SM_MODEL_DIR": opt / "model", "SM_OUTPUT_DATA_DIR": opt / "output" / "data"}
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
-    argv = train.to_argv({k: v for k, v in FAST.items() if k != "progress"})
+    argv = hyperparameters.to_argv({k: v for k, v in FAST.items() if k != "progress"})
     # fp32, so that the recomputation below is the same arithmetic (bf16 "auto" is on here).
     assert train.main(argv + ["--pos_weight_strategy", "ratio", "--bf16", "False"]) == 0
 
@@ -171,11 +171,11 @@ def test_torchrun_with_two_cpu_processes(smoke_run):
 
 def test_none_reaches_the_trainer_as_none_not_as_its_default():
     """A notebook's pos_weight_floor = None means no floor; dropping it would mean 0.5."""
-    args = train.check_hyperparameters({"head_learning_rate": None, "pos_weight_floor": None,
+    args = hyperparameters.check_hyperparameters({"head_learning_rate": None, "pos_weight_floor": None,
                                         "pos_weight_cap": None, "epochs": 1})
     assert args.head_learning_rate is None and args.pos_weight_floor is None
     assert args.pos_weight_cap is None
-    assert train.to_argv({"pos_weight_floor": None, "run_dir": None}) == ["--pos_weight_floor", "none"]
+    assert hyperparameters.to_argv({"pos_weight_floor": None, "run_dir": None}) == ["--pos_weight_floor", "none"]
 
 
 def test_03_trains_with_01s_model_and_max_length_and_refuses_another_naming_both(smoke_run, minilm_dir):
@@ -208,18 +208,18 @@ def optimizer_rates(tmp_path, head_learning_rate=HEAD_LR):
     model = encoders.load_classifier(encoders.TINY_MODEL, ["a", "b", "c"])
     args = TrainingArguments(output_dir=str(tmp_path / "out"), learning_rate=ENCODER_LR,
                              weight_decay=0.01, report_to=[], use_cpu=True, warmup_steps=0)
-    trainer = train.make_trainer_class()(model=model, args=args, pos_weight=torch.ones(3),
-                                         head_learning_rate=head_learning_rate)
-    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    loop = trainer.make_trainer_class()(model=model, args=args, pos_weight=torch.ones(3),
+                                        head_learning_rate=head_learning_rate)
+    loop.create_optimizer_and_scheduler(num_training_steps=10)
     rate = {}
-    for group in trainer.optimizer.param_groups:
+    for group in loop.optimizer.param_groups:
         for param in group["params"]:
             assert id(param) not in rate, "a parameter sits in two groups"
             rate[id(param)] = group.get("initial_lr", group["lr"])
     named = dict(model.named_parameters())
     trainable = {name for name, p in named.items() if p.requires_grad}
     assert {id(named[n]) for n in trainable} == set(rate), "every trainable parameter, once"
-    # Independent of train.head_parameter_names: the head is what is not in the base model.
+    # Independent of trainer.head_parameter_names: the head is what is not in the base model.
     base = {id(p) for p in model.base_model.parameters()}
     head = {n for n in trainable if id(named[n]) not in base}
     assert {"classifier.weight", "classifier.bias"} <= head
@@ -238,5 +238,55 @@ def test_head_learning_rate_reaches_the_head_and_the_encoder_rate_the_rest(tmp_p
 def test_the_rate_check_catches_a_silently_ignored_head_rate(tmp_path, monkeypatch):
     # The breakage the check exists for: no parameter is recognised as the head's, so the head
     # trains at the encoder's rate and nothing errors.
-    monkeypatch.setattr(train, "head_parameter_names", lambda model: set())
+    monkeypatch.setattr(trainer, "head_parameter_names", lambda model: set())
     assert optimizer_rates(tmp_path) == ({ENCODER_LR}, {ENCODER_LR})
+
+
+# --- issue 15: stage 03 headless, and the notebook without its walkthrough -----------------
+
+SMOKE_03 = dict(epochs=1, batch_size=16, max_steps=4, eval_steps=4, learning_rate=1e-3, bf16=False)
+
+
+@pytest.mark.slow
+def test_the_stage_runs_headless_and_saves_its_figures(smoke_run):
+    from mlclf_utils.stages import train as stage
+
+    summary = stage.run(smoke_run, stage.Config(**SMOKE_03))
+    assert summary["global_step"] == 4 and summary["stage"] == "03_train"
+    assert 0 <= summary["best_validation_macro_f1"] <= 1
+    assert (stage.model_dir(smoke_run) / "model.safetensors").is_file()
+    assert stage.read_hyperparameters(smoke_run)["max_steps"] == 4
+    assert stage.read_training_metrics(smoke_run)["global_step"] == 4
+    figures = {p.name for p in stage.figures_dir(smoke_run).iterdir()}
+    assert figures == {"pos_weights.png", "training_curves.png"}
+    with pytest.raises(MlclfError, match="already holds"):
+        stage.run(smoke_run, stage.Config(**SMOKE_03))
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_03_with_teaching_false_skips_the_walkthrough_and_still_trains(smoke_run, tmp_path):
+    """What a batch run or a sweep combination executes: the walkthrough says once that it was
+    skipped, makes none of its figures, and sections 4-6 need nothing it would have made."""
+    import nbformat
+    import papermill
+
+    from mlclf_utils.runner import parameters
+    from mlclf_utils.runner.execute import KERNEL_NAME
+    from mlclf_utils.stages import train as stage
+
+    notebook = next(p for p in parameters.stage_notebooks() if p.stem == "03_train")
+    output = tmp_path / "03_train.ipynb"
+    papermill.execute_notebook(str(notebook), str(output), kernel_name=KERNEL_NAME,
+                               cwd=str(notebook.parent), progress_bar=False,
+                               parameters={**SMOKE_03, "run_dir": str(smoke_run),
+                                           "teaching": False})
+    executed = nbformat.read(str(output), as_version=4)
+    printed = "".join(out.get("text", "") for cell in executed.cells if cell.cell_type == "code"
+                      for out in cell.get("outputs", []) if out.get("output_type") == "stream")
+    assert printed.count("teaching=False") == 1
+    assert "every variant agrees with PyTorch" not in printed  # section 1 did not run
+    assert "best validation macro-F1 at threshold 0.5" in printed  # section 6 did
+    assert (stage.model_dir(smoke_run) / "model.safetensors").is_file()
+    figures = {p.name for p in stage.figures_dir(smoke_run).iterdir()}
+    assert figures == {"pos_weights.png", "training_curves.png"}

@@ -3,9 +3,10 @@ import json
 import pandas as pd
 import pytest
 
+from mlclf_utils import artifacts
 from mlclf_utils.data import dataset
+from mlclf_utils.data.label_map import LabelMap
 from mlclf_utils.errors import DataError, MlclfError
-from mlclf_utils.data.labels import LabelMap
 
 
 @pytest.fixture()
@@ -42,18 +43,19 @@ def test_class_statistics_count_positives_per_split(table):
 def test_saved_splits_are_self_contained_channels(table, tmp_path):
     label_map = LabelMap(["x", "y", "z"])
     stats = dataset.class_statistics(table, label_map)
-    folder = dataset.save_dataset(dataset.build_dataset_dict(table, label_map), tmp_path,
+    folder = dataset.save_dataset(dataset.build_dataset_dict(table, label_map), tmp_path / "dataset",
                                   label_map=label_map, class_stats=stats,
                                   preprocess_config={"max_length": 64})
-    for split in dataset.SPLITS:
+    for split in artifacts.SPLITS:
         names = {p.name for p in (folder / split).iterdir()}
         assert {"label_map.json", "class_stats.json", "preprocess_config.json"} <= names
     channel = dataset.copy_split(folder / "validation", tmp_path / "opt" / "validation")
     loaded, loaded_map = dataset.load_split(channel)
     assert loaded_map.labels == ["x", "y", "z"] and loaded[0]["text"] == "three"
     assert json.loads((channel / "class_stats.json").read_text()) == stats
+    assert dataset.read_split_json(channel, artifacts.PREPROCESS_CONFIG) == {"max_length": 64}
     with pytest.raises(MlclfError, match="never overwrites"):
-        dataset.save_dataset(dataset.build_dataset_dict(table, label_map), tmp_path,
+        dataset.save_dataset(dataset.build_dataset_dict(table, label_map), folder,
                              label_map=label_map, class_stats=stats, preprocess_config={})
 
 
@@ -68,3 +70,9 @@ def test_empty_split_and_unknown_split_are_errors(table):
 def test_load_split_refuses_a_foreign_folder(tmp_path):
     with pytest.raises(MlclfError, match="label_map.json"):
         dataset.load_split(tmp_path)
+
+
+def test_a_split_folder_without_its_json_names_the_file(tmp_path):
+    with pytest.raises(DataError, match="class_stats.json") as info:
+        dataset.read_split_json(tmp_path, artifacts.CLASS_STATS)
+    assert info.value.file == str(tmp_path / "class_stats.json")

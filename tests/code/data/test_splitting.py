@@ -1,4 +1,5 @@
-"""Tests for mlclf_utils.data.splitting: stratified three-way split and its train-positive guarantee."""
+"""Tests for mlclf_utils.data.splitting (with its split_repairs and split_report): the stratified
+three-way split and its train-positive guarantee."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from hypothesis import strategies as st
 
 from mlclf_utils.data import splitting
 from mlclf_utils.errors import DataError, ParameterError
-from mlclf_utils.data.labels import LabelMap
+from mlclf_utils.data.label_map import LabelMap
+from mlclf_utils.data.split_report import SplitReport
 from mlclf_utils.data.splitting import (
-    SplitReport,
     check_train_positives,
     min_rows_needed,
     stratified_split,
@@ -179,7 +180,7 @@ def test_move_into_train_when_the_stratifier_leaves_a_label_out(monkeypatch):
     lm = LabelMap(["a", "b"])
     # the stratifier "puts" all four 'b' rows outside train: 8, 9, 11 in validation, 10 in test;
     forced = np.array([0, 0, 0, 0, 0, 0, 0, 2, 1, 1, 2, 1], dtype=np.int8)
-    monkeypatch.setattr(splitting, "_stratify", lambda y, targets, seed: forced.copy())
+    monkeypatch.setattr(splitting, "stratified_codes", lambda y, targets, seed: forced.copy())
     out, rep = stratified_split(df, lm)
 
     check_train_positives(out, lm)
@@ -209,7 +210,7 @@ def test_move_into_train_on_a_case_iterstrat_really_gets_wrong():
     df = table_from_matrix(y)
     lm = LabelMap.from_table(df)
     props = (0.4, 0.3, 0.3)
-    raw = splitting._stratify(y, target_sizes(len(y), props), 42)
+    raw = splitting.stratified_codes(y, target_sizes(len(y), props), 42)
     raw_missing = {lm.names[j] for j in np.flatnonzero(y[raw == 0].sum(axis=0) == 0)}
 
     out, rep = stratified_split(df, lm, proportions=props, seed=42)
@@ -229,7 +230,7 @@ def test_empty_held_out_split_gets_a_row_without_costing_train_a_label(monkeypat
     df = table_from_matrix(y)
     lm = LabelMap.from_table(df)
     monkeypatch.setattr(
-        splitting, "_stratify", lambda y, targets, seed: np.zeros(len(y), dtype=np.int8)
+        splitting, "stratified_codes", lambda y, targets, seed: np.zeros(len(y), dtype=np.int8)
     )
     out, rep = stratified_split(df, lm)
     assert rep.sizes == {"train": 8, "validation": 1, "test": 1}

@@ -80,7 +80,7 @@ def test_csv(tmp_path):
 def _save_split(folder, texts, label_lists, labels):
     import datasets
 
-    from mlclf_utils.data.labels import LabelMap
+    from mlclf_utils.data.label_map import LabelMap
     from mlclf_utils.artifacts import write_json
 
     label_map = LabelMap(labels)

@@ -7,7 +7,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from mlclf_utils.modeling import class_weights as cw
 from mlclf_utils.errors import DataError, ParameterError
@@ -190,16 +189,6 @@ def test_weights_feed_the_training_loss():
     targets = torch.tensor(TARGETS, dtype=torch.float32)
     torch.testing.assert_close(criterion(logits, targets),
                                bce_with_logits(logits, targets, pos_weight=cw.weights_tensor(table)))
-
-
-@pytest.mark.parametrize("kwargs", [dict(strategy="sqrt"), dict(strategy="ratio", floor=0.5, cap=5)])
-def test_plot_is_saved_as_png(tmp_path, kwargs):
-    table = cw.compute_pos_weight(TARGETS, LABELS, **kwargs)
-    path = tmp_path / "pos_weight.png"
-    figure = cw.plot_pos_weights(table, path)
-    assert figure.axes[0].get_xscale() == "log"
-    with Image.open(path) as image:
-        assert image.format == "PNG" and image.size[0] > 200
 
 
 # --- Found by mutation testing (docs/mutation.md): changes no test above noticed.

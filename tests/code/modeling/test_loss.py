@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from mlclf_utils.modeling import loss
 from mlclf_utils.errors import ParameterError
@@ -317,18 +316,6 @@ def test_error_messages_describe_tensors_instead_of_printing_them():
     with pytest.raises(ParameterError) as caught:
         loss.bce_with_logits(torch.zeros(1000, 50), torch.ones(1000, 49))
     assert "shape (1000, 49)" in str(caught.value) and len(str(caught.value)) < 300
-
-
-# --------------------------------------------------------------------------- figures
-
-
-@pytest.mark.parametrize("plot", [loss.plot_stability, loss.plot_pos_weight_effect])
-def test_figures_are_saved_as_png(tmp_path, plot):
-    path = tmp_path / "figures" / f"{plot.__name__}.png"
-    figure = plot(path)
-    assert figure.axes
-    with Image.open(path) as image:
-        assert image.format == "PNG" and image.size[0] > 400
 
 
 # --- Found by mutation testing (docs/mutation.md): changes no test above noticed.

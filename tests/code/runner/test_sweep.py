@@ -1,4 +1,5 @@
-"""The sweep's grid, its data fingerprint and its comparison, on hand-made run folders."""
+"""A sweep's record read back: data fingerprint, comparison, summary and figures, on hand-made
+run folders."""
 
 import json
 from pathlib import Path
@@ -7,53 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlclf_utils.runner import sweep
-from mlclf_utils.errors import MlclfError, ParameterError
 from mlclf_utils.artifacts import write_json
-
-
-def test_grid_values_are_yaml_and_the_product_is_run_in_order():
-    grid = sweep.parse_grid(["pos_weight_strategy=none,sqrt", "pos_weight_floor=0.5, 1"])
-    assert grid == {"pos_weight_strategy": ["none", "sqrt"], "pos_weight_floor": [0.5, 1]}
-    assert type(grid["pos_weight_floor"][1]) is int
-    assert sweep.combinations(grid) == [
-        {"pos_weight_strategy": "none", "pos_weight_floor": 0.5},
-        {"pos_weight_strategy": "none", "pos_weight_floor": 1},
-        {"pos_weight_strategy": "sqrt", "pos_weight_floor": 0.5},
-        {"pos_weight_strategy": "sqrt", "pos_weight_floor": 1},
-    ]
-    assert sweep.parse_grid(["pos_weight_cap=null,20"]) == {"pos_weight_cap": [None, 20]}
-    # Values are read against the parameter's types: a version stays text, 1e-4 is a float.
-    assert sweep.parse_grid(["transformers_version=4.40,4.56"]) == {
-        "transformers_version": ["4.40", "4.56"]}
-    assert sweep.parse_grid(["learning_rate=1e-4,5e-5"]) == {"learning_rate": [1e-4, 5e-5]}
-
-
-@pytest.mark.parametrize("items, match", [
-    ([], "at least one"),
-    (["pos_weight_strategy"], "NAME=V1"),
-    (["=none,sqrt"], "NAME=V1"),
-    (["epochs="], "NAME=V1"),
-    (["epochs=1,,2"], "empty value"),
-    (["epochs=1,2", "epochs=3"], "given twice"),
-    (["epochs=1,1"], "repeats a value"),
-])
-def test_grid_errors_name_the_argument(items, match):
-    with pytest.raises(ParameterError, match=match):
-        sweep.parse_grid(items)
-
-
-def test_combination_names_sort_in_grid_order_and_are_safe_folder_names():
-    names = [sweep.combination_name(i, c) for i, c in enumerate(
-        [{"pos_weight_strategy": "none"}, {"model_name": "org/model"}], start=1)]
-    assert names == ["01_pos_weight_strategy=none", "02_model_name=org-model"]
-    assert "/" not in names[1]
+from mlclf_utils.errors import MlclfError, ParameterError
+from mlclf_utils.runner import sweep
+from mlclf_utils.runner.sweep_launch import combination_name
 
 
 def _dataset(run: Path, rows: dict[str, list[list[float]]]) -> Path:
-    from mlclf_utils.data import dataset, labels
+    from mlclf_utils.data.label_map import LabelMap
 
-    label_map = labels.LabelMap(["alpha", "beta", "gamma"])
+    label_map = LabelMap(["alpha", "beta", "gamma"])
     data = {}
     for split, targets in rows.items():
         data[split] = {"labels": targets, "text": [f"text {i}" for i in range(len(targets))]}
@@ -61,7 +25,7 @@ def _dataset(run: Path, rows: dict[str, list[list[float]]]) -> Path:
 
     dd = datasets.DatasetDict({split: datasets.Dataset.from_dict(v) for split, v in data.items()})
     for split in dd:
-        folder = run / dataset.STAGE / dataset.DATASET_DIR / split
+        folder = run / "02_save_data" / "dataset" / split
         dd[split].save_to_disk(str(folder))
         label_map.to_json(folder / "label_map.json")
     return run
@@ -95,7 +59,7 @@ def _fake_sweep(tmp_path: Path) -> Path:
     for i, (strategy, status, val, test) in enumerate(
             [("none", "ok", 0.40, 0.45), ("sqrt", "ok", 0.55, 0.50), ("ratio", "failed", None, None)],
             start=1):
-        name = sweep.combination_name(i, {"pos_weight_strategy": strategy})
+        name = combination_name(i, {"pos_weight_strategy": strategy})
         combos.append({"name": name, "values": {"pos_weight_strategy": strategy}, "status": status,
                        "seconds": 90.0})
         if status == "ok":

@@ -277,3 +277,15 @@ def test_a_calibration_for_other_labels_is_refused_at_export_and_load(model_dir,
     (out / "calibration.json").write_text(json.dumps(_calibration(LABELS, a=-1.0)))
     with pytest.raises(DataError, match="calibration.json: corrupt"):  # changed after export
         bundle.read_bundle(out)
+
+
+def test_the_manifest_records_the_versions_that_decide_whether_it_loads(model_dir, tmp_path):
+    out = export(model_dir, tmp_path / "bundle")
+    recorded = json.loads((out / "bundle.json").read_text())["versions"]
+    assert {"python", "torch", "transformers", "tokenizers", "mlclf-utils"} <= set(recorded)
+
+
+def test_unserialisable_metrics_are_refused_before_anything_is_written(model_dir, tmp_path):
+    with pytest.raises(ParameterError, match="metrics"):
+        export(model_dir, tmp_path / "bundle", metrics={"f1": object()})
+    assert not (tmp_path / "bundle").exists()

@@ -1,9 +1,14 @@
+"""Stage 01's module: its Config (the notebook's defaults), its files, and run() on the smoke CSV."""
+
+import dataclasses
+
 import pandas as pd
 import pytest
 
+from mlclf_utils import artifacts
+from mlclf_utils.data.label_map import LabelMap
+from mlclf_utils.errors import DataError, MlclfError, ParameterError
 from mlclf_utils.stages import preprocess
-from mlclf_utils.errors import MlclfError, ParameterError
-from mlclf_utils.data.labels import LabelMap
 from mlclf_utils.stages.preprocess import PreprocessConfig
 
 
@@ -74,3 +79,122 @@ def test_the_runner_preflight_refuses_a_bad_split_mapping_before_a_run_folder(ru
         pipeline.run_pipeline({"split_column": "part", "split_values": {"a": "trian"}},
                               progress=False)
     assert not runs_root.exists() or not any(runs_root.iterdir())
+
+
+# --- issue 15: one Config for the notebook's defaults, and run() --------------------------------
+
+def _plain(value):
+    """The notebook writes lists where the frozen Config holds tuples; the values are the same."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def test_config_defaults_are_the_notebooks_field_by_field():
+    from mlclf_utils.runner import parameters
+
+    notebook = next(nb for nb in parameters.stage_notebooks() if nb.stem == preprocess.STAGE)
+    specs = parameters.parameter_specs(notebook)
+    fields = [f.name for f in dataclasses.fields(preprocess.Config)]
+    assert sorted(fields) == sorted(set(specs) - {"run_dir"}), \
+        "every parameter of 01's notebook is a Config field, and every field a parameter"
+    defaults = preprocess.Config()
+    for name in fields:
+        assert _plain(getattr(defaults, name)) == _plain(specs[name].default), (
+            f"Config().{name} is {getattr(defaults, name)!r}, 01_preprocess's parameters cell "
+            f"says {specs[name].default!r}")
+
+
+def test_config_is_frozen_and_one_with_the_old_name():
+    assert preprocess.Config is PreprocessConfig
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PreprocessConfig().seed = 1
+    assert dataclasses.replace(PreprocessConfig(), seed=7).seed == 7
+
+
+def test_check_refuses_what_the_config_refuses_and_ignores_run_dir():
+    preprocess.check({"run_dir": "/somewhere", "sample_size": None})
+    with pytest.raises(ParameterError, match="parameter min_label_count=0"):
+        preprocess.check({"min_label_count": 0})
+
+
+def smoke_config(smoke_csv, **values):
+    from mlclf_utils.modeling import encoders
+
+    return PreprocessConfig(source=str(smoke_csv), text_column="description", labels_column="tags",
+                            sample_size=None, min_label_count=5, model_name=encoders.TINY_MODEL,
+                            max_length=64, **values)
+
+
+@pytest.fixture(scope="module")
+def smoke_01(tmp_path_factory, smoke_csv, tiny_model_dir):
+    """01 run headless once on the smoke CSV; tests read its folder, none writes into it."""
+    run_dir = tmp_path_factory.mktemp("smoke-01") / "run"
+    summary = preprocess.run(run_dir, smoke_config(smoke_csv))
+    return run_dir, summary
+
+
+def test_run_writes_every_file_of_01_and_sums_up(smoke_01):
+    run_dir, summary = smoke_01
+    out = run_dir / preprocess.STAGE
+    expected = [artifacts.TABLE, artifacts.LABEL_MAP, artifacts.PREPROCESS_CONFIG,
+                artifacts.PREPROCESS_REPORT, artifacts.DROPPED_ROWS,
+                artifacts.SPLIT_LABEL_FREQUENCIES, artifacts.SPLIT_MOVES,
+                *(f"{artifacts.QUALITY_DIR}/{name}.csv" for name in preprocess.QUALITY_TABLES),
+                *(f"{artifacts.FIGURES_DIR}/{name}" for name in preprocess.FIGURES)]
+    missing = [name for name in expected if not (out / name).is_file()]
+    assert not missing, f"01's run() did not write {missing}"
+    table, label_map, config = preprocess.load_artifacts(run_dir)
+    assert summary["rows"] == len(table) == sum(summary["splits"].values())
+    assert summary["labels"] == len(label_map) >= 2
+    assert set(table["split"]) == set(artifacts.SPLITS)
+    assert config == smoke_config(config["source"]).to_dict()
+    report = preprocess.read_report(run_dir)
+    assert set(report) >= {"source", "sample", "cleaning", "quality", "split", "tokens"}
+    assert report["dropped_rows"]["count"] == summary["dropped_rows"]
+    assert preprocess.shared_settings(run_dir) == {"model_name": config["model_name"],
+                                                   "max_length": 64}
+
+
+def test_run_gives_the_notebooks_table(smoke_01, smoke_csv):
+    """run() is the notebook's steps: doing them one by one gives the same table."""
+    run_dir, _ = smoke_01
+    config = smoke_config(smoke_csv)
+    table, source_report, sample_report = preprocess.load(config)
+    table, _ = preprocess.clean(table, config)
+    table, label_map, _ = preprocess.audit_labels(table, config, source=source_report["source"])
+    table, label_map, _ = preprocess.split(table, label_map, config)
+    table, _ = preprocess.tokenize(table, config, progress=False)
+    saved, saved_map, _ = preprocess.load_artifacts(run_dir)
+    assert saved_map == label_map
+    pd.testing.assert_frame_equal(saved[["source_id", "labels", "split", "n_tokens"]],
+                                  table[["source_id", "labels", "split", "n_tokens"]]
+                                  .reset_index(drop=True), check_dtype=False)
+
+
+def test_run_never_writes_into_a_run_that_holds_01(smoke_01, smoke_csv):
+    run_dir, _ = smoke_01
+    with pytest.raises(MlclfError, match="already holds artifacts"):
+        preprocess.run(run_dir, smoke_config(smoke_csv))
+
+
+def test_run_refuses_a_max_length_beyond_the_encoder_before_any_folder(tmp_path, smoke_csv,
+                                                                       tiny_model_dir):
+    from mlclf_utils.modeling import encoders
+
+    too_long = encoders.max_positions(encoders.TINY_MODEL) + 1
+    with pytest.raises(ParameterError, match="max_length"):
+        preprocess.run(tmp_path / "run", dataclasses.replace(smoke_config(smoke_csv),
+                                                             max_length=too_long))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_figure_name_01_does_not_draw_is_refused(tmp_path):
+    assert preprocess.figure_path(tmp_path, "cooccurrence.png").parent.name == artifacts.FIGURES_DIR
+    with pytest.raises(ParameterError, match="label_frequency.png"):
+        preprocess.figure_path(tmp_path, "label_frequencies.png")
+
+
+def test_a_missing_report_names_the_file(tmp_path):
+    with pytest.raises(DataError, match="preprocess_report.json"):
+        preprocess.read_report(tmp_path)

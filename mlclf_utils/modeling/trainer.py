@@ -1,0 +1,142 @@
+"""The pieces the training loop is built from: the Trainer subclass, its optimizer groups, its
+metric and the callback that reports progress to the runner.
+
+transformers' own multi-label mode uses plain BCE with no ``pos_weight``, hence the subclass.
+Everything heavy (torch, transformers) is imported inside the functions, so that the entry
+point can parse and validate its arguments, and the runner can check them, in a fraction of
+a second.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def compute_metrics(eval_pred) -> dict:
+    """Micro- and macro-F1 at 0.5 during training; 04 tunes thresholds properly."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    predicted = (logits > 0).astype(np.int8)  # sigmoid(x) > 0.5  <=>  x > 0
+    truth = (labels > 0.5).astype(np.int8)
+    return {
+        "micro_f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+    }
+
+
+def head_parameter_names(model) -> set[str]:
+    """Parameters outside the pretrained encoder (the new head), plus the encoder's pooler.
+
+    Found through ``base_model`` rather than architecture names, so BERT's ``classifier`` and
+    DistilBERT's ``pre_classifier``/``classifier`` are both covered. The pooler is included
+    because sentence-embedding checkpoints (all-MiniLM) never trained it.
+    """
+    base = {id(p) for p in model.base_model.parameters()}
+    pooler = getattr(model.base_model, "pooler", None)
+    pooled = {id(p) for p in pooler.parameters()} if pooler is not None else set()
+    return {name for name, p in model.named_parameters() if id(p) not in base or id(p) in pooled}
+
+
+def optimizer_groups(model, *, learning_rate: float, head_learning_rate: float,
+                     weight_decay: float) -> list[dict]:
+    """AdamW groups: the head at its own rate, and no weight decay on biases and norms (decay
+    there only pulls the layer's offset and scale towards zero, which nothing asks for)."""
+    head = head_parameter_names(model)
+    groups = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        decay = not (name.endswith("bias") or "norm" in name.lower())
+        groups.setdefault((name in head, decay), []).append(param)
+    return [{"params": params, "lr": head_learning_rate if is_head else learning_rate,
+             "weight_decay": weight_decay if decay else 0.0}
+            for (is_head, decay), params in groups.items()]
+
+
+def make_trainer_class():
+    """Built lazily so that importing this module (for argparse) stays cheap."""
+    import torch
+    from transformers import Trainer
+
+    from mlclf_utils.modeling.loss import WeightedBCEWithLogits
+
+    class WeightedBCETrainer(Trainer):
+        """Trainer whose loss is BCE-with-logits with per-class positive weights."""
+
+        def __init__(self, *args, pos_weight, head_learning_rate=None, **kwargs):
+            self.head_learning_rate = head_learning_rate
+            super().__init__(*args, **kwargs)
+            self.loss_fn = WeightedBCEWithLogits(pos_weight)
+            # Tokens fed to the model in training steps: real ones and all (with padding);
+            # their ratio is the padding efficiency the throughput benchmark reports.
+            self.real_tokens = 0
+            self.padded_tokens = 0
+            self.last_loss = None
+
+        def create_optimizer(self, model=None):
+            """AdamW with a separate learning rate for the freshly initialised head."""
+            if self.optimizer is not None or self.head_learning_rate is None:
+                return super().create_optimizer(model) if model is not None else super().create_optimizer()
+            model = model if model is not None else self.model
+            groups = optimizer_groups(model, learning_rate=self.args.learning_rate,
+                                      head_learning_rate=self.head_learning_rate,
+                                      weight_decay=self.args.weight_decay)
+            self.optimizer = torch.optim.AdamW(
+                groups, lr=self.args.learning_rate,
+                betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,
+            )
+            return self.optimizer
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            if model.training:
+                self.real_tokens += int(inputs["attention_mask"].sum())
+                self.padded_tokens += int(inputs["attention_mask"].numel())
+            outputs = model(**inputs)
+            logits = outputs.logits
+            self.loss_fn.to(logits.device)
+            loss = self.loss_fn(logits.float(), labels.float())  # fp32 loss even under bf16
+            if model.training:
+                self.last_loss = float(loss.detach())  # for the runner's progress bar
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedBCETrainer
+
+
+def progress_file_callback(label: str, target: str | Path | None):
+    """A TrainerCallback that appends ``{"label", "step", "total", "loss"}`` lines to
+    ``target``, which the runner tails to draw its progress bar; None when no target is given."""
+    if not target:
+        return None
+    from transformers import TrainerCallback
+
+    class ProgressFile(TrainerCallback):
+        trainer = None  # set once the trainer exists: its last training step's loss
+
+        def write(self, state, **record):
+            if not state.is_world_process_zero:
+                return
+            record = {"label": label, "step": state.global_step, "total": state.max_steps, **record}
+            with open(target, "a", encoding="utf-8") as out:
+                out.write(json.dumps(record) + "\n")
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.write(state, event="begin")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.write(state, loss=getattr(self.trainer, "last_loss", None))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.write(state, event="end")
+
+    return ProgressFile()
+
+
+def find_latest_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder, for ``resume_from_checkpoint="latest"``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if Path(folder).is_dir() else None
