@@ -45,8 +45,17 @@ demo-data: install apt-lists
 run: demo-data
 	$(PY) -m mlclf_utils run $(RUN_ARGS)
 
+# Two pytest-xdist workers by default (TEST_WORKERS=0: one process for everything): much of the
+# suite waits on kernels and subprocesses. Tests marked serial (the nbval references, which keep
+# one kernel per notebook, and the Ctrl-C tests) then run in one plain process.
+TEST_WORKERS ?= 2
 test: install apt-lists
+ifeq ($(TEST_WORKERS),0)
 	$(PY) -m pytest $(PYTEST_ARGS)
+else
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial" $(PYTEST_ARGS)
+	$(PY) -m pytest -m serial $(PYTEST_ARGS)
+endif
 
 # Unit tests only: seconds, for the edit-test loop.
 test-fast: install

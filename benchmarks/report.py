@@ -45,6 +45,30 @@ NOTES = {
 
 ORDER = ("quality", "train_throughput", "bf16_quality", "inference_speed", "explain_speed")
 
+# benchmarks/recipes.py writes one JSON per (recipe, seed, run) here; rendered as one table.
+RECIPES_DIR = RESULTS / "recipes"
+RECIPES_TITLE = "Recipes tried for issue 13"
+# Issue 13's bar: macro-F1 at least 5 points above TF-IDF + LR (the bootstrap interval's lower
+# end clearing it), micro-F1 at least equal.
+BAR_MACRO_POINTS, BAR_MICRO_POINTS = 5.0, 0.0
+RECIPES_NOTE = (
+    "Every recipe `benchmarks/recipes.py` measured, losers included: 03's trainer with the "
+    "hyperparameters shown, scored as 04 scores a model (Platt calibration and per-label "
+    "thresholds tuned on validation), against TF-IDF + LR with the same thresholds procedure "
+    "on the same test split. *Margin* is the test macro-F1 difference in points with a paired "
+    "bootstrap 95% interval over test texts; *meets bar* asks issue 13's question (interval's "
+    "lower end at least {macro:+.0f} macro points, micro margin at least {micro:+.0f}). The "
+    "options `pooling`, `head_init`, `freeze_embeddings` and `lr_scheduler_type` are opt-in; "
+    "03's defaults stay `cls` / `random`. *lpft* is mean pooling with the head first fitted as "
+    "a linear probe on frozen mean-pooled train features, then full fine-tuning at one rate. "
+    "A run named `full` is a run of all usable rows of the demo source instead of the demo's "
+    "sample (the `-e1.2` recipes give it about the demo's three epochs' steps).\n\n"
+    "**Train seconds are not comparable between rows:** each training ran on one torch "
+    "thread while other work shared the machine; the 1-minute load average before and after "
+    "each training is printed beside it, and a load above the core count means the recipe "
+    "waited for the CPU. Quality columns are unaffected."
+)
+
 
 def table(rows: list[dict]) -> str:
     columns = list(dict.fromkeys(c for row in rows for c in row))
@@ -71,6 +95,50 @@ def _machine_section(results: list[dict]) -> tuple[list[str], bool]:
     else:
         lines.append("The results were measured on different machines; each section names its own.")
     return lines, len(machines) == 1
+
+
+def recipe_rows(results: list[dict]) -> list[dict]:
+    """One row per recipes.py result: demo-sized runs first, then by recipe and seed."""
+    rows = []
+    for r in sorted(results, key=lambda r: (r["test_texts"], r["run"], r["recipe"], r["seed"])):
+        margin, tfidf = r["macro_vs_tfidf"], r["tfidf_lr"]
+        meets = (margin["ci95_low"] >= BAR_MACRO_POINTS
+                 and r["micro_vs_tfidf_points"] >= BAR_MICRO_POINTS)
+        before, after = r["load_average_before"][0], r["load_average_after"][0]
+        rows.append({
+            "recipe": r["recipe"], "seed": r["seed"],
+            "run (test texts)": f"{r['run']} ({r['test_texts']})",
+            "macro-F1": f"{r['model']['macro_f1']:.3f}",
+            "micro-F1": f"{r['model']['micro_f1']:.3f}",
+            "TF-IDF macro / micro": f"{tfidf['macro_f1']:.3f} / {tfidf['micro_f1']:.3f}",
+            "macro margin, points [95% CI]": (f"{margin['margin_points']:+.1f} "
+                                              f"[{margin['ci95_low']:+.1f}, {margin['ci95_high']:+.1f}]"),
+            "micro margin, points": f"{r['micro_vs_tfidf_points']:+.1f}",
+            "meets bar": "yes" if meets else "no",
+            "train s": f"{r['train_seconds']:.0f}",
+            "wall s (probe, evaluations)": f"{r['train_wall_seconds']:.0f}",
+            "threads": r.get("threads") or "all",
+            "load 1-min before → after": f"{before} → {after}",
+            "hyperparameters": "`" + ", ".join(f"{k}={v}" for k, v in r["hyperparameters"].items()) + "`",
+            "command": f"`{r['command']}`",
+        })
+    return rows
+
+
+def recipes_section(shared_machine: dict | None) -> list[str]:
+    """The issue-13 recipes table, or nothing when recipes.py has not run."""
+    results = [json.loads(p.read_text()) for p in sorted(RECIPES_DIR.glob("*.json"))]
+    if not results:
+        return []
+    lines = ["", f"## {RECIPES_TITLE}", "",
+             RECIPES_NOTE.format(macro=BAR_MACRO_POINTS, micro=BAR_MICRO_POINTS), ""]
+    machines = {json.dumps(r.get("machine", {}), sort_keys=True) for r in results}
+    if len(machines) == 1 and results[0].get("machine") != shared_machine:
+        lines += ["Machine: " + ", ".join(f"{k} = `{v}`" for k, v in results[0]["machine"].items())
+                  + ".", ""]
+    elif len(machines) > 1:
+        lines += ["These results were measured on more than one machine.", ""]
+    return lines + [table(recipe_rows(results))]
 
 
 def render() -> str:
@@ -102,6 +170,7 @@ def render() -> str:
         parts.append(table(result["rows"]))
         for title, rows in (result.get("tables") or {}).items():
             parts += ["", f"### {title}", "", table(rows)]
+    parts += recipes_section(results[0].get("machine") if single_machine and results else None)
     return "\n".join(parts) + "\n"
 
 

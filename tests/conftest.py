@@ -50,10 +50,17 @@ def runs_root(tmp_path, monkeypatch) -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    # nbval items (the reference notebooks) are notebook tests too.
+    # nbval items (the reference notebooks) are notebook tests too, and serial: nbval keeps one
+    # kernel per notebook across its cells, and 03-05 continue the run that 01 and 02 started.
     for item in items:
         if str(item.fspath).endswith(".ipynb"):
             item.add_marker(pytest.mark.notebooks)
+            item.add_marker(pytest.mark.serial)
+    # `make test` runs the rest on pytest-xdist workers with --dist loadgroup: each test file
+    # stays on one worker, so its module-scoped fixtures (a shared smoke run) are built once.
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            item.add_marker(pytest.mark.xdist_group(str(Path(str(item.fspath)).relative_to(ROOT))))
 
 
 # --- AWS (moto) fixtures: a real HTTP endpoint on 127.0.0.1, so boto3 and the sagemaker SDK

@@ -144,6 +144,8 @@ class Explainer:
             raise DataError("not a model folder: config.json is missing",
                             file=str(path / "config.json"),
                             hint="pass runs/<run-id>/03_train/model (what train.py saves)")
+        from mlclf_utils.modeling import pooling  # noqa: F401 - registers the mean-pooling classifier
+
         model = AutoModelForSequenceClassification.from_pretrained(str(path))
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         if "max_length" not in kw:

@@ -98,9 +98,11 @@ def resolve_model_path(model_name: str) -> str:
 
 
 def _from_pretrained(loader, model_name: str, **kwargs):
+    """``loader``: an Auto class, or a function taking the resolved path (its from_pretrained)."""
     path = resolve_model_path(model_name)
+    load = getattr(loader, "from_pretrained", loader)
     try:
-        return loader.from_pretrained(path, **kwargs)
+        return load(path, **kwargs)
     except OSError as exc:
         if os.path.isdir(path):
             raise
@@ -187,17 +189,29 @@ def declared_max_positions(model_name: str = DEFAULT_MODEL) -> int | None:
     return None
 
 
-def load_classifier(model_name: str, labels: list[str]):
+def load_classifier(model_name: str, labels: list[str], *, pooling: str = "cls"):
     """An encoder with a fresh K-way head for multi-label classification.
 
-    transformers prints a load report about the newly initialised head; that is expected.
+    ``pooling="cls"``: transformers' own head (BERT's [CLS] pooler); it prints a load report
+    about the newly initialised head, which is expected. ``"mean"``: the mask-weighted mean of
+    the token vectors (``modeling.pooling.MeanPoolingClassifier``), what sentence encoders
+    such as all-MiniLM were trained on.
     """
     from transformers import AutoModelForSequenceClassification
 
+    from mlclf_utils.modeling.hyperparameters import POOLING_CHOICES
+
     if not labels:
         raise ParameterError("labels", labels, "need at least one label")
+    if pooling not in POOLING_CHOICES:
+        raise ParameterError("pooling", pooling, f"choose one of {POOLING_CHOICES}")
+    loader = AutoModelForSequenceClassification.from_pretrained
+    if pooling == "mean":
+        from mlclf_utils.modeling.pooling import MeanPoolingClassifier
+
+        loader = MeanPoolingClassifier.from_encoder
     return _from_pretrained(
-        AutoModelForSequenceClassification,
+        loader,
         model_name,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),

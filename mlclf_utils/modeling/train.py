@@ -133,6 +133,7 @@ def training_arguments(args: argparse.Namespace, paths: Paths):
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         weight_decay=args.weight_decay,
         warmup_steps=args.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
+        lr_scheduler_type=args.lr_scheduler_type,
         eval_strategy="epoch" if per_epoch else "steps",
         save_strategy="epoch" if per_epoch else "steps",
         eval_steps=None if per_epoch else args.eval_steps,
@@ -173,12 +174,19 @@ def train(args: argparse.Namespace) -> dict:
     # Seed before the new classification head is initialised: the Trainer seeds only later,
     # and a head drawn from whatever state the global RNG was in makes runs unrepeatable.
     set_seed(args.seed)
-    model = encoders.load_classifier(args.model_name, label_map.labels)
+    model = encoders.load_classifier(args.model_name, label_map.labels, pooling=args.pooling)
     collator = DataCollatorWithPadding(
         tokenizer,
         padding="max_length" if args.padding == "max_length" else "longest",
         max_length=args.max_length if args.padding == "max_length" else None,
     )
+    if args.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    if args.head_init == "probe":  # LP-FT: the linear probe first, then fine-tune everything
+        from mlclf_utils.modeling import pooling
+
+        pooling.probe_head(model, train_ds, collator, class_weights.weights_tensor(weights),
+                           seed=args.seed, bf16=args.bf16)
     callbacks = []
     if args.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlclf_utils import artifacts, stages
+from mlclf_utils import stages
 from mlclf_utils.artifacts import MANIFEST, STAGES, write_json
 from mlclf_utils.errors import MlclfError, ParameterError
 from mlclf_utils.runner.execute import KERNEL_NAME, check_kernel, execute_stage
@@ -176,12 +176,9 @@ def resume_command(run_dir: Path) -> str:
 
 def _after_stage(run_dir: Path, stage: str) -> None:
     """What a finished stage has to tell a batch user that the executed notebook would bury."""
-    if stage == artifacts.PREPROCESS:
-        from mlclf_utils.stages.preprocess import dropped_rows_warning
-
-        warning = dropped_rows_warning(run_dir)
-        if warning:
-            print(warning, file=sys.stderr)
+    warning = stages.notice(stage, run_dir)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def execute(plan: RunPlan, run_dir: Path, *, kernel_name: str | None = None,

@@ -8,7 +8,7 @@ truncates and thresholds exactly like local predictions.
 ``export_sagemaker_model`` lays the directory out: the bundle files at the root, and in
 ``code/`` a copy of the few mlclf_utils modules inference needs (``INFERENCE_MODULES``: this
 one, ``predict``, ``bundle_reader``, ``calibration_maps``, ``cleaning``, ``artifacts``,
-``errors``) plus ``requirements.txt``. Copying the real modules,
+``errors``, and ``modeling.pooling``, so that a mean-pooling bundle loads there) plus ``requirements.txt``. Copying the real modules,
 rather than writing a self-contained script, means there is one implementation to test; the
 container does not have mlclf_utils installed, and ``inference.py`` puts ``code/`` on
 ``sys.path`` itself. Pack it with ``tar -czf model.tar.gz -C <out_dir> .`` and upload.
@@ -38,8 +38,8 @@ CODE_DIR = "code"
 # this list (tests/code/serving/test_hosting.py checks it), or the endpoint fails on its first
 # request.
 INFERENCE_MODULES = ("errors.py", "artifacts.py", "data/cleaning.py",
-                     "evaluation/calibration_maps.py", "serving/bundle_reader.py",
-                     "serving/predict.py", "serving/hosting.py")
+                     "evaluation/calibration_maps.py", "modeling/pooling.py",
+                     "serving/bundle_reader.py", "serving/predict.py", "serving/hosting.py")
 PREDICT_PARAMETERS = ("batch_size",)
 # cleaning.py imports pandas; torch, transformers and numpy come with the container.
 REQUIREMENTS = "pandas>=2.0\n"

@@ -9,8 +9,8 @@ Speed on CPU comes from three things: texts are sorted by token length so each b
 padded only to its own longest text, ``torch.inference_mode()`` skips autograd bookkeeping,
 and optionally the ``nn.Linear`` layers are quantized to int8 (``quantize=True``).
 
-Only ``bundle_reader``, ``calibration_maps``, ``cleaning``, ``artifacts`` and ``errors`` are
-imported from the package (``hosting.INFERENCE_MODULES``): the SageMaker export copies these
+Only ``bundle_reader``, ``calibration_maps``, ``cleaning``, ``artifacts``, ``errors`` and
+``modeling.pooling`` (which registers the mean-pooling classifier) are imported from the package (``hosting.INFERENCE_MODULES``): the SageMaker export copies these
 modules into the container, where mlclf_utils is not installed.
 """
 
@@ -89,6 +89,10 @@ def _load_model(path: Path, *, quantize: bool, threads: int | None):
 
     if threads is not None:
         torch.set_num_threads(check_positive_int("threads", threads))
+    # Registers the mean-pooling classifier's model_type before anything reads config.json
+    # (the tokenizer does too, and would warn about an unknown type).
+    from mlclf_utils.modeling import pooling  # noqa: F401
+
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     if not tokenizer.is_fast:
         raise SetupError(f"{path} has no fast tokenizer (tokenizer.json); mlclf needs one")

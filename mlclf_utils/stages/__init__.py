@@ -32,3 +32,13 @@ def module(stage: str):
 def check(stage: str, params: dict) -> None:
     """``stage``'s own validation of its parameter values (notebook defaults plus overrides)."""
     module(stage).check(params)
+
+
+def notice(stage: str, run_dir) -> str | None:
+    """One line a finished stage wants a batch user to see (e.g. 01's dropped rows), or None.
+
+    A stage module says so with an optional ``notice(run_dir)``; the runner prints the line
+    without knowing which stage has one.
+    """
+    hook = getattr(module(stage), "notice", None)
+    return hook(run_dir) if hook is not None else None

@@ -379,6 +379,9 @@ def dropped_rows_warning(run_dir: str | Path) -> str | None:
             f"their ids are listed in {artifacts.path(run_dir, STAGE, report['file'])}")
 
 
+notice = dropped_rows_warning  # what the runner prints after 01 (mlclf_utils.stages.notice)
+
+
 def report_dropped_rows(run_dir: str | Path) -> None:
     """Print the warning (on stderr, so that it stands out) if 01 dropped rows."""
     import sys

@@ -244,6 +244,7 @@ def test_sweep_grid_errors_come_before_any_training(base_run, shared_runs):
     assert {p.name for p in (shared_runs / "sweeps").glob("*")} == sweeps_before
 
 
+@pytest.mark.serial  # under a pytest-xdist worker the kernel dies at Ctrl-C instead of stopping
 def test_ctrl_c_stops_a_sweep_and_records_what_ran(base_run, shared_runs):
     """The running combination is interrupted, the queued one never starts, and both are said."""
     import signal
@@ -375,6 +376,7 @@ def interrupted(base_run, shared_runs):
     return run, stderr, process.returncode
 
 
+@pytest.mark.serial  # under a pytest-xdist worker the kernel dies at Ctrl-C instead of stopping
 def test_ctrl_c_during_a_run_says_where_in_one_line_without_a_kernel_traceback(interrupted):
     run, stderr, code = interrupted
     assert code == 130, stderr
@@ -387,6 +389,7 @@ def test_ctrl_c_during_a_run_says_where_in_one_line_without_a_kernel_traceback(i
     assert stages["03_train"]["cell"] == int(found.group(1))
 
 
+@pytest.mark.serial  # under a pytest-xdist worker the kernel dies at Ctrl-C instead of stopping
 def test_a_bare_resume_of_an_interrupted_run_honours_its_to(interrupted, shared_runs):
     run, _, _ = interrupted
     assert read_json(run / "manifest.json")["to"] == "04_evaluate"
