@@ -347,7 +347,11 @@ def test_dropped_rows_are_warned_about_in_one_line_naming_the_list(tmp_path, smo
 @pytest.fixture(scope="module")
 def interrupted(base_run, shared_runs):
     """``--to 04`` from the base run, stopped by Ctrl-C (SIGINT to the process group, as a
-    terminal sends it) while 03 runs: the run, the CLI's stderr and its exit code."""
+    terminal sends it) while 03 trains: the run, the CLI's stderr and its exit code.
+
+    The walkthrough is off, so the signal lands in the fine-tuning. (A Ctrl-C inside the
+    walkthrough's scikit-learn probes has been seen to kill the kernel and leak nbclient's
+    "Task exception was never retrieved" traceback: a known bug, in the session note.)"""
     import signal
     import time
 
@@ -355,7 +359,8 @@ def interrupted(base_run, shared_runs):
     before = {p.name for p in shared_runs.iterdir()}
     process = subprocess.Popen(
         [sys.executable, "-m", "mlclf_utils", "run", "--resume", str(base_run), "--from", "03",
-         "--to", "04", "-p", "max_steps", "200", "-p", "eval_steps", "0", "--no-progress"],
+         "--to", "04", "-p", "max_steps", "200", "-p", "eval_steps", "0", "-p", "teaching", "false",
+         "--no-progress"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
     try:
