@@ -29,6 +29,24 @@ def module(stage: str):
     return importlib.import_module(MODULES[stage])
 
 
+def config_values(config_class, params, *, strict: bool = False) -> dict:
+    """The values in ``params`` (a mapping) of the fields of the dataclass ``config_class``.
+
+    Every stage's ``Config`` is built through here. ``strict``: any other name is refused (01 and
+    02 take their parameters as keywords); otherwise other names are skipped (``run_dir``, the
+    runner's effective parameters, a notebook's ``globals()``).
+    """
+    import dataclasses
+
+    from mlclf_utils.errors import ParameterError
+
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(params) - known)
+    if strict and unknown:
+        raise ParameterError("parameters", unknown, f"unknown; known are {sorted(known)}")
+    return {name: params[name] for name in known if name in params}
+
+
 def check(stage: str, params: dict) -> None:
     """``stage``'s own validation of its parameter values (notebook defaults plus overrides)."""
     module(stage).check(params)

@@ -9,7 +9,7 @@ their own and a missing file always names itself.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +48,9 @@ class Config:
     @classmethod
     def from_params(cls, params: dict) -> "Config":
         """The stage's values among a notebook's parameters (``run_dir`` is not one of them)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{name: value for name, value in params.items() if name in names})
+        from mlclf_utils.stages import config_values
+
+        return cls(**config_values(cls, params))
 
 
 def check(params: dict) -> None:

@@ -8,7 +8,6 @@ reads exactly what 01 wrote.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -118,11 +117,9 @@ class PreprocessConfig:
     @classmethod
     def from_parameters(cls, **values) -> "PreprocessConfig":
         """Build from a notebook's parameters; unknown names are an error, not ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ParameterError("parameters", unknown, f"unknown; known are {sorted(known)}")
-        return cls(**values)
+        from mlclf_utils.stages import config_values
+
+        return cls(**config_values(cls, values, strict=True))
 
     def to_dict(self) -> dict:
         values = asdict(self)

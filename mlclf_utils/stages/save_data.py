@@ -9,7 +9,6 @@ split lives, locally or on S3. Its top-level imports stay light: the training en
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,11 +39,9 @@ class Config:
     @classmethod
     def from_parameters(cls, **values) -> "Config":
         """Build from a notebook's parameters; unknown names are an error, not ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ParameterError("parameters", unknown, f"unknown; known are {sorted(known)}")
-        return cls(**values)
+        from mlclf_utils.stages import config_values
+
+        return cls(**config_values(cls, values, strict=True))
 
 
 def check(params: dict) -> None:

@@ -61,8 +61,9 @@ class Config:
     def from_params(cls, params: Mapping) -> "Config":
         """The stage's values among ``params``: the runner's effective parameters, or a
         notebook's ``globals()``, where they sit among every other name (``run_dir`` too)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{name: params[name] for name in names if name in params})
+        from mlclf_utils.stages import config_values
+
+        return cls(**config_values(cls, params))
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
