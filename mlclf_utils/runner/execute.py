@@ -9,13 +9,17 @@ the runner moves on or stops.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as _dt
 import json
+import logging
 import os
+import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from mlclf_utils.artifacts import MANIFEST, write_json
@@ -160,6 +164,84 @@ class _TrainingProgress:
             self._bar = None
 
 
+class CtrlCAftermath:
+    """Keeps nbclient's complaints after a Ctrl-C off the terminal, in the kernel log.
+
+    Ctrl-C reaches the runner inside nbclient's event loop, and papermill then shuts the kernel
+    down while the interrupted cell's tasks still poll it (a cell busy in native code, such as
+    03's scikit-learn probes, has not replied yet). nbclient logs "Kernel died", and the cell's
+    task ends with a DeadKernelError that nothing awaits, which asyncio prints, whenever the task
+    is collected, as "Task exception was never retrieved". The run's one line already says what
+    happened. So from the SIGINT on, papermill's log records go to the kernel log, and on the way
+    out the loop's tasks (tracked through its task factory) are settled and their exceptions
+    retrieved and written there too.
+    """
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self.interrupted = False
+        self._tasks: list[asyncio.Task] = []
+        self._loop = self._previous_factory = None
+        self._wrapped_sigint = False
+
+    def __enter__(self):
+        from jupyter_core.utils import ensure_event_loop
+
+        self._loop = ensure_event_loop()  # the loop nbclient's run_sync uses in this thread
+        self._previous_factory = self._loop.get_task_factory()
+        self._loop.set_task_factory(self._make_task)
+        logging.getLogger("papermill").addFilter(self._divert)
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            signal.signal(signal.SIGINT, self._on_sigint)
+            self._wrapped_sigint = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._wrapped_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        logging.getLogger("papermill").removeFilter(self._divert)
+        self._loop.set_task_factory(self._previous_factory)
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.interrupted = True
+        if self.interrupted:
+            self._settle()
+        self._tasks.clear()
+        return False
+
+    def _make_task(self, loop, coro, **kwargs):
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        self._tasks.append(task)
+        return task
+
+    def _on_sigint(self, signum, frame):
+        self.interrupted = True
+        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
+
+    def _divert(self, record: logging.LogRecord) -> bool:
+        if not self.interrupted:
+            return True
+        self._write(f"papermill {record.levelname}: {record.getMessage()}")
+        return False
+
+    def _settle(self) -> None:
+        pending = [task for task in self._tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending and not self._loop.is_running() and not self._loop.is_closed():
+            with contextlib.suppress(Exception, KeyboardInterrupt):
+                self._loop.run_until_complete(asyncio.wait(pending, timeout=5))
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                error = task.exception()
+                self._write(f"after Ctrl-C, task {task.get_name()} ended with "
+                            + "".join(traceback.format_exception(error)).rstrip())
+
+    def _write(self, text: str) -> None:
+        with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as log:
+            log.write(f"[mlclf runner] {text}\n")
+
+
 def _failing_cell(output: Path, exec_count) -> str:
     """The first line of the failing cell's code, so the message says *which* cell in words."""
     try:
@@ -225,7 +307,7 @@ def execute_stage(notebook: Path, given: dict, run_dir: Path, manifest: dict, *,
 
     try:
         with _kernel_environment(**{PROGRESS_FILE_ENV: str(progress_file)}), \
-                _TrainingProgress(progress_file, progress):
+                _TrainingProgress(progress_file, progress), CtrlCAftermath(kernel_log):
             papermill.execute_notebook(
                 str(notebook),
                 str(output),

@@ -349,9 +349,8 @@ def interrupted(base_run, shared_runs):
     """``--to 04`` from the base run, stopped by Ctrl-C (SIGINT to the process group, as a
     terminal sends it) while 03 trains: the run, the CLI's stderr and its exit code.
 
-    The walkthrough is off, so the signal lands in the fine-tuning. (A Ctrl-C inside the
-    walkthrough's scikit-learn probes has been seen to kill the kernel and leak nbclient's
-    "Task exception was never retrieved" traceback: a known bug, in the session note.)"""
+    The walkthrough is off, so the signal lands in the fine-tuning; a Ctrl-C inside the
+    walkthrough has its own fixture, ``interrupted_in_walkthrough``."""
     import signal
     import time
 
@@ -406,6 +405,93 @@ def test_a_bare_resume_of_an_interrupted_run_honours_its_to(interrupted, shared_
         ("01_preprocess", "reused"), ("02_save_data", "reused"), ("03_train", "ok"),
         ("04_evaluate", "ok")]
     assert manifest["to"] == "04_evaluate" and not (again / "05_explain").exists()
+
+
+# The first cell of 03's walkthrough that builds the scikit-learn TF-IDF probe features: several
+# seconds in native code, where a Ctrl-C has been seen to leave nbclient with a dead kernel.
+WALKTHROUGH_PROBE_CELL = "bce.probe_data("
+
+
+def _running_cell_source(notebook: Path) -> str | None:
+    """The source of the cell papermill marks as running in a notebook it is still writing."""
+    try:
+        cells = nbformat.read(str(notebook), as_version=4).cells
+    except Exception:  # noqa: BLE001 - caught mid-write: read it again on the next poll
+        return None
+    running = [c.source for c in cells if c.metadata.get("papermill", {}).get("status") == "running"]
+    return running[0] if running else None
+
+
+@pytest.fixture(scope="module")
+def interrupted_in_walkthrough(base_run, shared_runs):
+    """03 alone from the base run, teaching on, stopped by Ctrl-C to the process group while
+    the walkthrough's probe cell runs (seen in the executed notebook as papermill writes it, so
+    the signal cannot land elsewhere): the run, the CLI's stderr and its exit code."""
+    import signal
+    import time
+
+    env = {**os.environ, "MLCLF_RUNS_DIR": str(shared_runs)}
+    before = {p.name for p in shared_runs.iterdir()}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlclf_utils", "run", "--resume", str(base_run), "--from", "03",
+         "--to", "03", "-p", "teaching", "true", "--no-progress"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        run = None
+        while time.monotonic() < deadline and run is None and process.poll() is None:
+            for folder in {p.name for p in shared_runs.iterdir()} - before:
+                source = _running_cell_source(shared_runs / folder / "03_train.ipynb")
+                if source is not None and WALKTHROUGH_PROBE_CELL in source:
+                    run = shared_runs / folder
+            time.sleep(0.2)
+        assert run is not None, f"03's walkthrough never ran a cell with {WALKTHROUGH_PROBE_CELL!r}"
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return run, stderr, process.returncode
+
+
+@pytest.mark.serial  # under a pytest-xdist worker the kernel dies at Ctrl-C instead of stopping
+def test_ctrl_c_in_the_walkthrough_says_where_in_one_line_and_keeps_nbclient_quiet(
+        interrupted_in_walkthrough):
+    """The Ctrl-C that used to leak nbclient's "Task exception was never retrieved ...
+    DeadKernelError" traceback: the user sees the runner's line and nothing else."""
+    run, stderr, code = interrupted_in_walkthrough
+    assert code == 130, stderr
+    found = re.search(rf"^interrupted during 03_train \(cell (\d+)\); resume with python -m "
+                      rf"mlclf_utils run --resume {re.escape(str(run))}$", stderr, re.M)
+    assert found, stderr
+    for leak in ("Traceback", "never retrieved", "DeadKernelError", "Kernel died", "ZMQError"):
+        assert leak not in stderr, stderr
+    assert stderr.strip().splitlines() == ["[1/1] 03_train", found.group(0)], stderr
+    stages = {s["stage"]: s for s in read_json(run / "manifest.json")["stages"]}
+    assert stages["03_train"]["status"] == "interrupted"
+    cell = int(found.group(1))
+    assert stages["03_train"]["cell"] == cell
+    executed = nbformat.read(str(run / "03_train.ipynb"), as_version=4)
+    assert [c.source for c in executed.cells if c.get("execution_count") == cell
+            and WALKTHROUGH_PROBE_CELL in c.source], f"cell {cell} is not the walkthrough's probe"
+    # What was kept off the terminal is in the kernel log: the cell's task that the dead kernel
+    # ended. Its absence would mean this run did not take the path the test is about.
+    log = (run / "03_train.kernel.log").read_text()
+    assert re.search(r"^\[mlclf runner\] after Ctrl-C, task \S+ ended with Traceback", log, re.M), log
+
+
+@pytest.mark.serial  # under a pytest-xdist worker the kernel dies at Ctrl-C instead of stopping
+def test_a_run_interrupted_in_the_walkthrough_resumes(interrupted_in_walkthrough, shared_runs):
+    run, _, _ = interrupted_in_walkthrough
+    result = cli("run", "--resume", run, "-p", "teaching", "false", "--no-progress",
+                 runs_root=shared_runs)
+    assert "Traceback" not in result.stderr, result.stderr
+    again = finished_run(result)
+    manifest = read_json(again / "manifest.json")
+    assert [(s["stage"], s["status"]) for s in manifest["stages"]] == [
+        ("01_preprocess", "reused"), ("02_save_data", "reused"), ("03_train", "ok")]
+    assert manifest["resumed_from"] == str(run.resolve())
 
 
 def test_a_run_names_each_stage_and_shows_training_step_total_loss_and_eta(base_run, shared_runs):

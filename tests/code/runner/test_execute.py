@@ -1,5 +1,7 @@
 """What the runner checks before papermill starts a kernel, and how it configures one."""
 
+import re
+
 import pytest
 
 from mlclf_utils.errors import SetupError
@@ -24,3 +26,64 @@ def test_kernel_sockets_are_encrypted_when_libzmq_can():
         assert config.KernelManager.transport_encryption == "required"
     else:
         assert "KernelManager" not in config
+
+
+def test_after_ctrl_c_nbclients_complaints_go_to_the_kernel_log_not_the_terminal(tmp_path, caplog):
+    """What papermill does on Ctrl-C, without a kernel: the interrupt leaves the loop with a
+    cell task abandoned, papermill's cleanup runs the loop again, the task then fails (a dead
+    kernel) and nbclient logs it. Neither may reach the terminal; the kernel log keeps both."""
+    import asyncio
+    import gc
+    import logging
+    import os
+    import signal
+    import threading
+
+    from jupyter_core.utils import ensure_event_loop
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set from the main thread")
+    log = tmp_path / "03_train.kernel.log"
+
+    async def abandoned_cell():
+        await asyncio.sleep(0.05)
+        raise RuntimeError("Kernel died")  # as nbclient's DeadKernelError, once nothing awaits it
+
+    async def execute_cell():
+        asyncio.ensure_future(abandoned_cell())
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C
+        await asyncio.sleep(30)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    loop = ensure_event_loop()
+    try:
+        with caplog.at_level(logging.DEBUG), pytest.raises(KeyboardInterrupt):
+            with execute.CtrlCAftermath(log):
+                try:
+                    loop.run_until_complete(execute_cell())
+                finally:  # papermill's cleanup: the loop runs again and the cell task fails
+                    loop.run_until_complete(asyncio.sleep(0.3))
+                    logging.getLogger("papermill").error("Kernel died while waiting for execute reply.")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+        gc.collect()  # where asyncio would say "Task exception was never retrieved"
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert "never retrieved" not in caplog.text and "Kernel died" not in caplog.text, caplog.text
+    kept = log.read_text()
+    assert "[mlclf runner] papermill ERROR: Kernel died while waiting for execute reply." in kept
+    assert re.search(r"after Ctrl-C, task \S+ ended with Traceback.*RuntimeError: Kernel died",
+                     kept, re.S), kept
+    assert loop.get_task_factory() is None and not asyncio.all_tasks(loop)  # the loop is as it was
+
+
+def test_without_ctrl_c_the_runner_leaves_papermills_log_and_task_errors_alone(tmp_path, caplog):
+    import asyncio
+    import logging
+
+    from jupyter_core.utils import ensure_event_loop
+
+    log = tmp_path / "01_preprocess.kernel.log"
+    with caplog.at_level(logging.WARNING), execute.CtrlCAftermath(log):
+        logging.getLogger("papermill").warning("Passed unknown parameter: x")
+        ensure_event_loop().run_until_complete(asyncio.sleep(0))
+    assert "Passed unknown parameter: x" in caplog.text and not log.exists()
