@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from mlclf_utils.errors import DataError, ParameterError
-from mlclf_utils.artifacts import read_json
 from mlclf_utils.evaluation.metrics import as_probabilities, as_targets, check_inputs, check_labels
 from mlclf_utils.artifacts import read_json, write_json
 
@@ -31,6 +30,8 @@ SOURCE_TUNED = "tuned"
 SOURCE_LOW_SUPPORT = "fallback: support < min_support"
 SOURCE_NO_POSITIVES = "fallback: no positives"
 DEFAULT_GRID = np.linspace(0.01, 0.99, 99)
+# Where a smoothed F1 curve is evaluated: fine enough that the grid is not the noise.
+SMOOTHING_GRID = np.linspace(0.0025, 0.9975, 399)
 
 
 def _column_pair(y_true_col, probs_col) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +98,29 @@ def check_fallback(fallback, name: str = "fallback") -> str | float:
     return float(fallback)
 
 
+def check_smoothing(smoothing, name: str = "smoothing") -> float:
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) \
+            or not math.isfinite(smoothing) or not 0 <= smoothing <= 0.5:
+        raise ParameterError(name, smoothing,
+                             "must be a bandwidth in [0, 0.5] (0: the exact F1 optimum)")
+    return float(smoothing)
+
+
+def smoothed_f1_thresholds(y: np.ndarray, p: np.ndarray, bandwidth: float,
+                           grid=SMOOTHING_GRID) -> np.ndarray:
+    """Per column, the grid threshold where F1 averaged over a Gaussian window of the
+    threshold (sd ``bandwidth``) is highest: the middle of a broad plateau rather than the top
+    of a spike a few validation texts made. Columns without positives get NaN."""
+    g = np.asarray(grid, dtype=np.float64)
+    f1 = _f1_grid(y, p, g)
+    weights = np.exp(-0.5 * ((g[:, None] - g[None, :]) / bandwidth) ** 2)
+    weights /= weights.sum(axis=1, keepdims=True)  # near 0 and 1 the window is cut, not padded
+    smoothed = np.nan_to_num(f1) @ weights.T
+    # Ties go to the highest threshold, as in the exact search: fewest predictions.
+    best = len(g) - 1 - np.argmax(smoothed[:, ::-1], axis=1)
+    return np.where(y.any(axis=0), g[best], np.nan)
+
+
 def check_shrinkage(shrinkage, name: str = "shrinkage") -> float:
     if isinstance(shrinkage, bool) or not isinstance(shrinkage, (int, float)) \
             or not math.isfinite(shrinkage) or shrinkage < 0:
@@ -106,7 +130,7 @@ def check_shrinkage(shrinkage, name: str = "shrinkage") -> float:
 
 def tune_thresholds(
     y_true_val, probs_val, labels, *, min_support: int = 5, fallback: str | float = "global",
-    shrinkage: float = 0.0,
+    shrinkage: float = 0.0, smoothing: float = 0.0,
 ) -> pd.DataFrame:
     """Per-label thresholds; a table indexed by label, with how each one was chosen.
 
@@ -120,12 +144,17 @@ def tune_thresholds(
     validation support it has: ``(n t + k t_fallback) / (n + k)`` for a label with n positives.
     A threshold tuned on a few hundred validation texts is partly fitted to their noise; k = 0
     trusts it fully, and as k grows every label tends to the shared threshold.
+
+    ``smoothing`` h > 0 tunes each label on its F1 curve smoothed over thresholds (a Gaussian
+    window of sd h, ``smoothed_f1_thresholds``) instead of at the exact optimum; shrinkage, if
+    any, then applies to that threshold.
     """
     if isinstance(min_support, (bool, np.bool_)) or not isinstance(min_support, (int, np.integer)) \
             or min_support < 1:
         raise ParameterError("min_support", min_support, "must be an integer >= 1")
     fallback = check_fallback(fallback)
     shrinkage = check_shrinkage(shrinkage)
+    smoothing = check_smoothing(smoothing)
     y, p, names = check_inputs(y_true_val, probs_val, labels)
     global_threshold = None
     if fallback == "global":
@@ -140,12 +169,16 @@ def tune_thresholds(
         fallback_value = fallback
 
     support = y.sum(axis=0).astype(np.int64)
+    smoothed = smoothed_f1_thresholds(y, p, smoothing) if smoothing > 0 else None
     rows = []
     for j, name in enumerate(names):
         col_y, col_p = y[:, j], p[:, j]
         if support[j] >= min_support:
             threshold, f1 = _best_cut(col_y, col_p)
             source = SOURCE_TUNED
+            if smoothed is not None:
+                threshold = float(smoothed[j])
+                f1 = _f1_at(col_y, col_p, threshold)
             if shrinkage > 0:
                 n = float(support[j])
                 threshold = (n * threshold + shrinkage * fallback_value) / (n + shrinkage)
@@ -162,7 +195,7 @@ def tune_thresholds(
     )
     table.attrs.update(
         min_support=int(min_support), fallback=fallback, global_threshold=global_threshold,
-        shrinkage=float(shrinkage),
+        shrinkage=float(shrinkage), smoothing=float(smoothing),
     )
     return table
 
@@ -215,6 +248,8 @@ def save_thresholds(table: pd.DataFrame, path) -> Path:
         "global_threshold": table.attrs.get("global_threshold"),
         "shrinkage": table.attrs.get("shrinkage", 0.0),
     }
+    if table.attrs.get("smoothing"):  # only when used: the files 04 writes today are unchanged
+        payload["smoothing"] = table.attrs["smoothing"]
     if "source" in table.columns:
         payload["source"] = dict(zip(names, table["source"].astype(str).tolist()))
     if "support" in table.columns:
@@ -259,6 +294,15 @@ def f1_threshold_curves(y_true, probs, labels, grid=DEFAULT_GRID) -> pd.DataFram
             or (np.diff(g) <= 0).any():
         raise ParameterError("grid", f"array of shape {g.shape}",
                              "must be a non-empty, strictly increasing 1-d array in [0, 1]")
+    return pd.DataFrame({
+        "label": np.repeat(np.array(names, dtype=object), len(g)),
+        "threshold": np.tile(g, y.shape[1]),
+        "f1": _f1_grid(y, p, g).ravel(),
+    })
+
+
+def _f1_grid(y: np.ndarray, p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """(K, G) F1 of every column of bool ``y`` at every threshold of the increasing grid ``g``."""
     n_grid, k = len(g), y.shape[1]
     # count[i, j] = number of grid values <= p[i, j]: predicted at grid index t iff t < count.
     count = np.searchsorted(g, p, side="right")
@@ -271,9 +315,4 @@ def f1_threshold_curves(y_true, probs, labels, grid=DEFAULT_GRID) -> pd.DataFram
     tp = np.cumsum(hist_pos[:, ::-1], axis=1)[:, ::-1][:, 1:]
     support = y.sum(axis=0)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(support > 0, 2 * tp / (support + predicted), np.nan)
-    return pd.DataFrame({
-        "label": np.repeat(np.array(names, dtype=object), n_grid),
-        "threshold": np.tile(g, k),
-        "f1": f1.ravel(),
-    })
+        return np.where(support > 0, 2 * tp / (support + predicted), np.nan)

@@ -383,3 +383,74 @@ def test_shrinkage_must_be_a_number_at_least_zero(bad):
     with pytest.raises(ParameterError, match="shrinkage"):
         th.tune_thresholds(np.eye(3, dtype=int), np.eye(3) * 0.9, ["a", "b", "c"],
                                    shrinkage=bad)
+
+
+# --- a smoothed F1 curve (issue 12, item 6) ------------------------------------------------------
+
+def _hemmed_in():
+    """Five positives at 0.6, five negatives at 0.2 and one at 0.58: F1 is 1 only on the narrow
+    band (0.58, 0.6] and 10/11 on the broad band (0.2, 0.58]."""
+    p = np.array([0.6] * 5 + [0.2] * 5 + [0.58])
+    y = np.array([1] * 5 + [0] * 6)
+    return y, p
+
+
+def test_the_exact_search_takes_the_narrow_band_and_smoothing_the_broad_one():
+    y, p = _hemmed_in()
+    exact, f1 = th.best_f1_threshold(y, p)
+    assert 0.58 < exact <= 0.6 and f1 == 1.0
+    table = th.tune_thresholds(y[:, None], p[:, None], ["a"], min_support=1, smoothing=0.05)
+    smoothed = table.loc["a", "threshold"]
+    assert 0.2 < smoothed < 0.5, smoothed  # well inside the band one text cannot close
+    assert table.loc["a", "f1_tuned"] == pytest.approx(10 / 11)  # the F1 at the threshold used
+    assert table.loc["a", "source"] == th.SOURCE_TUNED and table.attrs["smoothing"] == 0.05
+
+
+def test_smoothed_thresholds_match_a_loop_over_the_grid():
+    rng = np.random.default_rng(3)
+    y = (rng.random((80, 3)) < [0.4, 0.1, 0.0]).astype(bool)
+    p = np.round(rng.random((80, 3)), 2)
+    grid, h = np.linspace(0.01, 0.99, 50), 0.08
+    got = th.smoothed_f1_thresholds(y, p, h, grid)
+    for j in range(2):
+        f1 = np.array([f1_at(y[:, j], p[:, j], t) for t in grid])
+        window = np.exp(-0.5 * ((grid[:, None] - grid[None, :]) / h) ** 2)
+        smooth = (window @ f1) / window.sum(axis=1)
+        best = np.flatnonzero(np.isclose(smooth, smooth.max(), rtol=0, atol=1e-12)).max()
+        assert got[j] == grid[best]
+    assert np.isnan(got[2])  # no positives: nothing to tune
+
+
+def test_a_tiny_bandwidth_lands_next_to_the_exact_optimum():
+    y, p, labels = _validation()
+    exact = th.tune_thresholds(y, p, labels, min_support=1)
+    smooth = th.tune_thresholds(y, p, labels, min_support=1, smoothing=1e-4)
+    # The highest grid point that still predicts the exact cut's texts, with the same F1.
+    step = th.SMOOTHING_GRID[1] - th.SMOOTHING_GRID[0]
+    for j, label in enumerate(("a", "b")):
+        lowest_taken = p[p[:, j] >= exact.loc[label, "threshold"], j].min()
+        assert lowest_taken - step < smooth.loc[label, "threshold"] <= lowest_taken
+        assert smooth.loc[label, "f1_tuned"] == pytest.approx(exact.loc[label, "f1_tuned"])
+
+
+def test_smoothing_then_shrinkage_and_only_labels_with_support_are_smoothed():
+    y, p, labels = _validation()
+    smooth = th.tune_thresholds(y, p, labels, min_support=5, smoothing=0.05)
+    both = th.tune_thresholds(y, p, labels, min_support=5, smoothing=0.05, shrinkage=40.0)
+    g = smooth.attrs["global_threshold"]
+    assert both.loc["a", "threshold"] == pytest.approx((40 * smooth.loc["a", "threshold"] + 40 * g) / 80)
+    assert smooth.loc["b", "threshold"] == g and smooth.loc["c", "threshold"] == g  # fallbacks
+
+
+def test_smoothing_is_saved_only_when_used(tmp_path):
+    y, p, labels = _validation()
+    th.save_thresholds(th.tune_thresholds(y, p, labels), tmp_path / "plain.json")
+    th.save_thresholds(th.tune_thresholds(y, p, labels, smoothing=0.1), tmp_path / "smooth.json")
+    assert "smoothing" not in json.loads((tmp_path / "plain.json").read_text())
+    assert json.loads((tmp_path / "smooth.json").read_text())["smoothing"] == 0.1
+
+
+@pytest.mark.parametrize("bad", [-0.01, 0.6, float("nan"), True, "0.1"])
+def test_smoothing_must_be_a_bandwidth_in_0_to_a_half(bad):
+    with pytest.raises(ParameterError, match="smoothing"):
+        th.tune_thresholds(np.eye(3, dtype=int), np.eye(3) * 0.9, ["a", "b", "c"], smoothing=bad)
