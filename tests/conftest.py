@@ -1,11 +1,18 @@
 """Shared fixtures. Tests never touch the Hub, the real runs/ folder or real AWS."""
 
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+# A shell's background job (`make test &`, nohup) starts with SIGINT ignored, and every process
+# it starts inherits that, so the Ctrl-C tests' CLI would never feel their signal. A Python-level
+# handler is reset to the default at exec, which gives the children back a working Ctrl-C.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # tools/ holds the notebook tooling (references.py), which is not part of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))

@@ -242,6 +242,19 @@ class CtrlCAftermath:
             log.write(f"[mlclf runner] {text}\n")
 
 
+# ipykernel's line when it is interrupted while idle: jupyter_client interrupts every kernel
+# on its way to shutting it down, so a stage that ended well can leave just this behind.
+SHUTDOWN_INTERRUPT = "KeyboardInterrupt caught in kernel."
+
+
+def kernel_log_has_news(path: Path) -> bool:
+    """Whether the kernel log says more than the shutdown's own interrupt."""
+    with contextlib.suppress(OSError):
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return any(line.strip() and line.strip() != SHUTDOWN_INTERRUPT for line in lines)
+    return True
+
+
 def _failing_cell(output: Path, exec_count) -> str:
     """The first line of the failing cell's code, so the message says *which* cell in words."""
     try:
@@ -341,7 +354,7 @@ def execute_stage(notebook: Path, given: dict, run_dir: Path, manifest: dict, *,
             f"  -> to try again: {hint}"
         ) from exc
     finally:
-        if kernel_log.exists() and not kernel_log.stat().st_size:
+        if kernel_log.exists() and not kernel_log_has_news(kernel_log):
             kernel_log.unlink()  # the kernel had nothing to say
     ended(STATUS_OK)
     print(f"{counter} {stage} ok ({entry['seconds']} s)", file=sys.stderr, flush=True)

@@ -87,3 +87,13 @@ def test_without_ctrl_c_the_runner_leaves_papermills_log_and_task_errors_alone(t
         logging.getLogger("papermill").warning("Passed unknown parameter: x")
         ensure_event_loop().run_until_complete(asyncio.sleep(0))
     assert "Passed unknown parameter: x" in caplog.text and not log.exists()
+
+
+def test_a_kernel_log_with_only_the_shutdown_interrupt_has_no_news(tmp_path):
+    quiet, noisy, empty = tmp_path / "a.log", tmp_path / "b.log", tmp_path / "c.log"
+    quiet.write_text("KeyboardInterrupt caught in kernel.\n\n")
+    noisy.write_text("KeyboardInterrupt caught in kernel.\nWARNING something real\n")
+    empty.write_text("")
+    assert not execute.kernel_log_has_news(quiet)
+    assert execute.kernel_log_has_news(noisy)
+    assert not execute.kernel_log_has_news(empty)
