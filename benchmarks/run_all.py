@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -53,9 +54,12 @@ def main(argv=None) -> int:
         sweep_dir = re.search(r"^sweep finished: (.+)$", out, re.M).group(1)
     run, sweep = Path(run_dir), Path(sweep_dir)
     step("benchmarks/quality.py", "--run-dir", str(run), "--sweep-dir", str(sweep))
-    step("benchmarks/train_throughput.py", "--run-dir", str(run))
+    step("benchmarks/threshold_robustness.py", "--run-dir", str(run))
+    step("benchmarks/train_throughput.py", "--run-dir", str(run), "--noise-seed", "43")
     step("benchmarks/bf16_quality.py", "--run-dir", str(run))
     step("benchmarks/inference_speed.py", "--bundle", str(run / "04_evaluate" / "bundle"))
+    step("benchmarks/long_documents.py", "--run-dir", str(run), "--work-dir",
+         str(Path(tempfile.gettempdir()) / "mlclf-long-documents" / run.name))
     step("benchmarks/explain_speed.py", "--model-dir", str(run / "03_train" / "model"),
          "--run-dir", str(run), "--n", "12")
     step("benchmarks/report.py")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mlclf_utils {run,sweep,apt-lists,demo-data,predict}``."""
+"""Command line: ``python -m mlclf_utils {run,sweep,apt-lists,demo-data,predict,export-onnx}``."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ def _predict(args) -> None:
     Everything that can be checked from the arguments is checked before the model loads.
     """
     from mlclf_utils.errors import DataError, ParameterError
-    from mlclf_utils.serving.predict import (Classifier, check_output, in_file, output_format, read_text_rows,
-                          write_predictions)
+    from mlclf_utils.serving.predict import Classifier
+    from mlclf_utils.serving.predict_io import (check_output, in_file, output_format,
+                                                read_text_rows, write_predictions)
 
     if args.texts and args.input:
         raise ParameterError("--input", args.input, "give TEXT arguments or --input, not both")
@@ -43,7 +44,8 @@ def _predict(args) -> None:
             print(f"skipped {skipped} blank line(s) of {args.input}", file=sys.stderr)
     else:
         texts, rows = args.texts, None
-    classifier = Classifier.load(args.model, quantize=args.quantize)
+    classifier = Classifier.load(args.model, quantize=args.quantize, backend=args.backend,
+                                 threads=args.threads)
     try:
         predictions = classifier.predict(texts, batch_size=args.batch_size,
                                          progress=bool(args.input) and not args.no_progress)
@@ -58,6 +60,22 @@ def _predict(args) -> None:
         print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
     else:
         write_predictions(texts, predictions, classifier.labels, sys.stdout, fmt)
+
+
+def _export_onnx(args) -> None:
+    """ONNX files into an existing bundle, listed in its bundle.json."""
+    from mlclf_utils.serving.bundle import add_onnx
+    from mlclf_utils.serving.bundle_reader import read_bundle
+
+    root = add_onnx(args.bundle, int8=args.int8, overwrite=args.overwrite, threads=args.threads)
+    section = read_bundle(root).manifest["onnx"]
+    for facts in (section["fp32"], section["int8"]):
+        if facts:
+            print(f"wrote {root / facts['file']} ({facts['precision']})", file=sys.stderr)
+    if section["int8"]:
+        print("int8 was not judged here: compare its macro-F1 with fp32 before relying on it "
+              "(benchmarks/inference_speed.py, or 04_evaluate, which judges it on test)",
+              file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +137,22 @@ def main(argv: list[str] | None = None) -> int:
                       help="default: from the --output suffix (.csv), else jsonl")
     pred.add_argument("--batch-size", type=int, default=64)
     pred.add_argument("--quantize", action="store_true",
-                      help="int8 dynamic quantization of the linear layers (CPU)")
+                      help="int8: torch quantizes the linear layers on load; onnx runs the "
+                           "bundle's model.int8.onnx")
+    pred.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                      help="onnx: ONNX Runtime on the bundle's model.onnx (same calibration "
+                           "and thresholds)")
+    pred.add_argument("--threads", type=int, default=None,
+                      help="CPU threads for the model (default: the backend's own)")
+
+    onnx = sub.add_parser("export-onnx", help="add model.onnx (ONNX Runtime) to an existing "
+                                              "bundle and list it in its bundle.json")
+    onnx.add_argument("bundle", metavar="BUNDLE", help="a bundle folder (04's bundle)")
+    onnx.add_argument("--int8", action="store_true",
+                      help="also model.int8.onnx (dynamic int8, per channel), not judged here")
+    onnx.add_argument("--overwrite", action="store_true",
+                      help="replace ONNX files the bundle already holds")
+    onnx.add_argument("--threads", type=int, default=None)
 
     args = parser.parse_args(argv)
     try:
@@ -156,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(facts, indent=2, default=str))
         elif args.command == "predict":
             _predict(args)
+        elif args.command == "export-onnx":
+            _export_onnx(args)
     except KeyboardInterrupt as exc:
         from mlclf_utils.runner.execute import RunInterrupted
 

@@ -32,6 +32,7 @@ QUALITY_DIR = "quality"
 DROPPED_ROWS = f"{QUALITY_DIR}/dropped_rows.csv"
 SPLIT_LABEL_FREQUENCIES = "split_label_frequencies.csv"
 SPLIT_MOVES = "split_moves.csv"
+LABEL_AUDIT = f"{QUALITY_DIR}/label_audit.csv"  # cleanlab's ranked label issues
 
 # 02_save_data
 DATASET_DIR = "dataset"
@@ -57,6 +58,8 @@ THRESHOLDS = "thresholds.json"  # also in the bundle
 MISCLASSIFICATIONS = "misclassifications.parquet"  # with a .csv copy for people
 BUNDLE_DIR = "bundle"
 PLAIN_BCE_DIR = "plain_bce"
+HELD_OUT_LABEL_AUDIT = "label_audit.csv"  # the same audit on validation and test
+HELD_OUT_LABEL_AUDIT_SUMMARY = "label_audit.json"
 
 # 05_explain
 ATTRIBUTIONS = "attributions.parquet"
@@ -64,6 +67,7 @@ TOKEN_AUDIT = "token_audit.csv"
 HARD_NEGATIVES = "hard_negatives.csv"
 RETRAIN_DIR = "retrain"
 RETRAIN_COMPARISON = "retrain_comparison.csv"
+LABELS_TO_REVIEW = "labels_to_review.csv"  # hard negatives the label audit set aside
 
 
 def path(run_dir: str | Path, stage: str, *parts: str) -> Path:

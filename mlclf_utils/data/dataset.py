@@ -18,6 +18,7 @@ import pandas as pd
 from mlclf_utils import artifacts
 from mlclf_utils.artifacts import CLASS_STATS, LABEL_MAP, PREPROCESS_CONFIG, SPLITS, write_json
 from mlclf_utils.data.label_map import LabelMap
+from mlclf_utils.data.windows import TEXT_INDEX, WINDOW_IDS, WINDOW_INDEX
 from mlclf_utils.errors import DataError, MlclfError
 
 
@@ -42,8 +43,15 @@ def class_statistics_table(stats: dict) -> pd.DataFrame:
 
 def build_dataset_dict(table: pd.DataFrame, label_map: LabelMap):
     """input_ids, attention_mask, float multi-hot labels, length (for length-grouped batches),
-    plus text and source_id for the later stages (evaluation tables, explanations)."""
+    plus text and source_id for the later stages (evaluation tables, explanations).
+
+    A table with ``window_ids`` (01's ``long_text="chunks"``) gives one row per window, with
+    the text's labels, text and source_id, its ``text_index`` (the text's position in its split)
+    and ``window_index``; a text's windows all stay in the text's split."""
     import datasets
+
+    if WINDOW_IDS in table.columns:
+        table = window_rows(table)
 
     missing = {"split", "input_ids", "labels", "text", "source_id"} - set(table.columns)
     if missing:
@@ -58,6 +66,8 @@ def build_dataset_dict(table: pd.DataFrame, label_map: LabelMap):
         "length": datasets.Value("int32"),
         "text": datasets.Value("string"),
         "source_id": datasets.Value("string"),
+        **({name: datasets.Value("int32") for name in (TEXT_INDEX, WINDOW_INDEX)}
+           if TEXT_INDEX in table.columns else {}),
     })
     splits = {}
     for split in SPLITS:
@@ -74,10 +84,23 @@ def build_dataset_dict(table: pd.DataFrame, label_map: LabelMap):
                 "length": [len(x) for x in ids],
                 "text": part["text"].tolist(),
                 "source_id": part["source_id"].tolist(),
+                **{name: part[name].tolist() for name in (TEXT_INDEX, WINDOW_INDEX)
+                   if name in part.columns},
             },
             features=features,
         )
     return datasets.DatasetDict(splits)
+
+
+def window_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per window of 01's table: ``input_ids`` becomes the window's ids."""
+    table = table.copy()
+    table[TEXT_INDEX] = table.groupby("split", sort=False).cumcount()
+    table[WINDOW_INDEX] = [list(range(len(ids))) for ids in table[WINDOW_IDS]]
+    table["input_ids"] = table[WINDOW_IDS]
+    rows = table.drop(columns=[WINDOW_IDS]).explode(["input_ids", WINDOW_INDEX], ignore_index=True)
+    rows[WINDOW_INDEX] = rows[WINDOW_INDEX].astype(int)
+    return rows
 
 
 def save_dataset(dataset_dict, target: str | Path, *, label_map: LabelMap, class_stats: dict,

@@ -2,7 +2,9 @@
 
 Sequences are stored unpadded: padding happens per batch at training time (dynamic padding),
 which is what makes short texts cheap. The untruncated length is kept too, so the notebook can
-show how much text ``max_length`` cuts away.
+show how much text ``max_length`` cuts away. With ``long_text="chunks"`` (``data.windows``) each
+text also keeps all of its windows, in ``window_ids``; ``input_ids`` stays its first window, which
+is its truncation, so everything that reads one sequence per text reads the same as before.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mlclf_utils.data.windows import (WINDOW_IDS, WindowSettings, special_layout, split_texts,
+                                     window_report)
 from mlclf_utils.errors import ParameterError
 
 
@@ -30,10 +34,16 @@ def tokenize_table(
     max_length: int,
     batch_size: int = 512,
     progress: bool = True,
+    windows: WindowSettings | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Add ``input_ids`` (truncated, special tokens included) and ``n_tokens`` (untruncated)."""
+    """Add ``input_ids`` (truncated, special tokens included) and ``n_tokens`` (untruncated),
+    and with ``windows`` set to chunks, ``window_ids`` and the window counts in the report."""
     limit = getattr(tokenizer, "model_max_length", None)
     check_max_length(max_length, limit if isinstance(limit, int) and limit < 10**6 else 10**6)
+    chunks = windows is not None and windows.chunks
+    if chunks:
+        windows.check_fits(max_length, sum(special_layout(tokenizer)))
+    full_ids: list[list[int]] = []
     texts = df["text"].tolist()
     input_ids: list[np.ndarray] = []
     full_lengths: list[int] = []
@@ -45,6 +55,8 @@ def tokenize_table(
         encoded = tokenizer(batch, add_special_tokens=True, truncation=False, verbose=False)
         for ids in encoded["input_ids"]:
             full_lengths.append(len(ids))
+            if chunks:
+                full_ids.append(ids)
             if len(ids) > max_length:
                 ids = ids[: max_length - 1] + [tokenizer.sep_token_id or ids[-1]]
             input_ids.append(np.asarray(ids, dtype=np.int32))
@@ -60,4 +72,9 @@ def tokenize_table(
         "median_tokens": float(np.median(out["n_tokens"])) if len(out) else 0.0,
         "p95_tokens": float(np.percentile(out["n_tokens"], 95)) if len(out) else 0.0,
     }
+    if chunks:
+        split = split_texts(full_ids, windows, max_length, tokenizer)
+        out[WINDOW_IDS] = [[np.asarray(w, dtype=np.int32) for w in text]
+                           for text in split.per_text()]
+        report["windows"] = window_report(split, windows)
     return out, report

@@ -22,9 +22,10 @@ def tuned_threshold_values(y_val, probs_val, labels, *, min_support: int = 5,
 
 
 def evaluate_model_dir(model_dir, validation, test, labels, *, min_support: int = 5,
-                       fallback="global", batch_size: int = 64) -> dict:
-    """``validation``/``test``: 02 splits (datasets with ``text`` and ``labels``)."""
-    classifier = Classifier.from_model_dir(model_dir)
+                       fallback="global", batch_size: int = 64, windows=None) -> dict:
+    """``validation``/``test``: 02 splits, one row per text (datasets with ``text`` and
+    ``labels``); ``windows``: 01's window settings when it cut long texts into windows."""
+    classifier = Classifier.from_model_dir(model_dir, windows=windows)
     y_val = np.asarray(validation["labels"], dtype=np.int8)
     y_test = np.asarray(test["labels"], dtype=np.int8)
     probs_val = classifier.predict_proba(validation["text"], batch_size=batch_size)

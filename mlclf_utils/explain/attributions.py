@@ -13,7 +13,11 @@ its place, move the probability?".
 
 Each text is explained at its own length, without padding to ``max_length``: integrated
 gradients runs the model ``n_steps`` times, and on short texts padding would be most of that
-work (``benchmarks/explain_speed.py`` measures it).
+work. By default (``batched=True``) ``explain_many`` also groups the pairs by text, so that all
+the labels asked of one text share its forward passes, and packs texts of similar length into
+the same passes (``mlclf_utils.explain.batched_ig``); ``batched=False`` is Captum's
+``LayerIntegratedGradients`` one pair at a time, the reference the fast path is tested against
+(``benchmarks/explain_speed.py`` measures both).
 
 Completeness check: integrated gradients promises that the token attributions add up to
 ``F(text) - F(baseline)``; Captum returns the gap as the convergence ``delta``. ``delta_ok`` is
@@ -94,11 +98,13 @@ class Explainer:
     """Layer integrated gradients for one model, reused across texts and labels."""
 
     def __init__(self, model, tokenizer, *, n_steps: int = 50, internal_batch_size: int | None = 16,
-                 max_length: int | None = None, delta_tolerance: float = 1e-2):
+                 max_length: int | None = None, delta_tolerance: float = 1e-2,
+                 batched: bool = True):
         """``max_length=None``: the model's own limit. A model folder's trained cut comes
-        from ``from_model_dir``, which reads it the way ``Classifier`` does."""
-        from captum.attr import LayerIntegratedGradients
-
+        from ``from_model_dir``, which reads it the way ``Classifier`` does. ``batched``: the
+        shared-pass path (see the module doc), else Captum one pair at a time."""
+        if not isinstance(batched, bool):
+            raise ParameterError("batched", batched, "must be True or False")
         self.layer = _embedding_layer(model)
         if not getattr(tokenizer, "is_fast", False):
             raise ParameterError("tokenizer", type(tokenizer).__name__,
@@ -126,7 +132,11 @@ class Explainer:
         self.tokenizer = tokenizer
         self.labels = _model_labels(model)
         self._specials = set(tokenizer.all_special_tokens)
-        self._lig = LayerIntegratedGradients(self._forward, self.layer)
+        self.batched = batched
+        if not batched:
+            from captum.attr import LayerIntegratedGradients
+
+            self._lig = LayerIntegratedGradients(self._forward, self.layer)
 
     def __repr__(self) -> str:
         return (f"Explainer({type(self.model).__name__}, {len(self.labels)} labels, "
@@ -222,13 +232,31 @@ class Explainer:
 
     def explain(self, text: str, label) -> Explanation:
         """Attributions of one label's probability to the words of one text."""
-        explanation, truncated = self._explain(text, label)
+        if self.batched:
+            prepared = self._prepare(text, label)
+            explanation, truncated = self._explain_prepared([prepared])[0], prepared[-1]
+        else:
+            explanation, truncated = self._explain(text, label)
         if truncated:
             warnings.warn(f"the text is longer than max_length={self.max_length} tokens; only "
                           "its first tokens are explained (as the model saw them in training)",
                           stacklevel=2)
         _warn_unconverged([explanation], self.n_steps)
         return explanation
+
+    def attribute_token_ids(self, ids, labels) -> list:
+        """``batched_ig.Attribution`` per label for explicit token ids (specials included, no
+        cut applied): for explaining a chosen token window rather than a text's beginning."""
+        from mlclf_utils.explain import batched_ig
+
+        ids = [int(t) for t in ids]
+        if not ids or len(ids) > self.max_length:
+            raise ParameterError("ids", f"{len(ids)} tokens", f"need 1..{self.max_length} tokens")
+        labels = tuple(self.label_index(label) for label in labels)
+        specials = set(self.tokenizer.all_special_ids)
+        baseline = tuple(t if t in specials else self.tokenizer.pad_token_id for t in ids)
+        job = batched_ig.Job(ids=tuple(ids), baseline_ids=baseline, labels=labels)
+        return self._attribute_jobs([job])[0]
 
     def explain_many(self, items: Iterable[tuple], progress: bool = True) -> list[Explanation]:
         """Explain (text, label) pairs in order; one warning each counts the truncated and the
@@ -241,10 +269,17 @@ class Explainer:
                 raise ParameterError("items", f"item {i}: {item!r}"[:80],
                                      "each item must be a (text, label) pair")
         out, truncated = [], 0
-        for text, label in tqdm(items, desc="explaining", unit="text", disable=not progress):
-            explanation, cut = self._explain(text, label)
-            out.append(explanation)
-            truncated += cut
+        if self.batched:  # every pair checked before any work is spent
+            prepared = [self._prepare(text, label) for text, label in items]
+            with tqdm(total=len({p[0] for p in prepared}), desc="explaining", unit="text",
+                      disable=not progress) as bar:
+                out = self._explain_prepared(prepared, bar.update)
+            truncated = sum(p[-1] for p in prepared)
+        else:
+            for text, label in tqdm(items, desc="explaining", unit="pair", disable=not progress):
+                explanation, cut = self._explain(text, label)
+                out.append(explanation)
+                truncated += cut
         if truncated:
             warnings.warn(f"{truncated} of {len(items)} texts were longer than max_length="
                           f"{self.max_length} tokens; only their first tokens are explained",
@@ -252,9 +287,8 @@ class Explainer:
         _warn_unconverged(out, self.n_steps)
         return out
 
-    def _explain(self, text: str, label) -> tuple[Explanation, bool]:
-        import torch
-
+    def _prepare(self, text: str, label) -> tuple:
+        """(text, label index, ids, word ids, spans, baseline ids, truncated), or the error."""
         if not isinstance(text, str):
             raise DataError(f"the text must be a string, got {type(text).__name__}",
                             hint="missing values (None, NaN) are not texts")
@@ -264,6 +298,55 @@ class Explainer:
         ids, word_ids, spans, truncated = self._encode(text)
         pad = self.tokenizer.pad_token_id
         baseline_ids = [t if w is None else pad for t, w in zip(ids, word_ids)]
+        return text, k, ids, word_ids, spans, baseline_ids, truncated
+
+    def _attribute_jobs(self, jobs, progress=None) -> list:
+        from mlclf_utils.explain import batched_ig
+
+        return batched_ig.attribute(self.model, self.layer, jobs, n_steps=self.n_steps,
+                                    rows_per_pass=self.internal_batch_size,
+                                    max_length=self.max_length,
+                                    pad_id=self.tokenizer.pad_token_id, progress=progress)
+
+    def _explain_prepared(self, prepared: list[tuple], progress=None) -> list[Explanation]:
+        """The batched path: one job per distinct text holding every label asked of it; the
+        explanations come back in the order of ``prepared``."""
+        from mlclf_utils.explain import batched_ig
+
+        by_text: dict[str, list[int]] = {}  # text -> its distinct label indices, first-asked order
+        for text, k, *_ in prepared:
+            labels = by_text.setdefault(text, [])
+            if k not in labels:
+                labels.append(k)
+        first = {p[0]: p for p in reversed(prepared)}  # the first encoding of each text
+        jobs = [batched_ig.Job(ids=tuple(first[t][2]), baseline_ids=tuple(first[t][5]),
+                               labels=tuple(labels)) for t, labels in by_text.items()]
+        results = dict(zip(by_text, self._attribute_jobs(jobs, progress)))
+        out = []
+        for text, k, ids, word_ids, spans, _, _ in prepared:
+            a = results[text][by_text[text].index(k)]
+            out.append(self._explanation(text, k, ids, word_ids, spans, a.token_attributions,
+                                         a.probability, a.baseline_probability, a.delta))
+        return out
+
+    def _explanation(self, text, k, ids, word_ids, spans, token_attr, probability,
+                     baseline_probability, delta) -> Explanation:
+        change = abs(probability - baseline_probability)
+        delta_ok = bool(math.isfinite(delta)
+                        and abs(delta) <= self.delta_tolerance * max(change, DELTA_FLOOR))
+        tokens = self.tokenizer.convert_ids_to_tokens(ids)
+        words, word_attr = self._merge_words(text, tokens, word_ids, spans, token_attr)
+        return Explanation(
+            text=text, label=self.labels[k], label_index=k, tokens=tokens,
+            token_attributions=token_attr, words=words, word_attributions=word_attr,
+            probability=probability, baseline_probability=baseline_probability, delta=delta,
+            delta_ok=delta_ok)
+
+    def _explain(self, text: str, label) -> tuple[Explanation, bool]:
+        """Captum, one pair: the reference the batched path is held equal to."""
+        import torch
+
+        text, k, ids, word_ids, spans, baseline_ids, truncated = self._prepare(text, label)
         device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
         inputs = torch.tensor([ids], dtype=torch.long, device=device)
         baseline = torch.tensor([baseline_ids], dtype=torch.long, device=device)
@@ -278,17 +361,8 @@ class Explainer:
             internal_batch_size=self.internal_batch_size, return_convergence_delta=True)
         token_attr = attributions.sum(dim=-1)[0].detach().cpu().double().numpy()
         delta = float(delta.reshape(-1)[0])
-        change = abs(probability - baseline_probability)
-        delta_ok = bool(math.isfinite(delta)
-                        and abs(delta) <= self.delta_tolerance * max(change, DELTA_FLOOR))
-        tokens = self.tokenizer.convert_ids_to_tokens(ids)
-        words, word_attr = self._merge_words(text, tokens, word_ids, spans, token_attr)
-        explanation = Explanation(
-            text=text, label=self.labels[k], label_index=k, tokens=tokens,
-            token_attributions=token_attr, words=words, word_attributions=word_attr,
-            probability=probability, baseline_probability=baseline_probability, delta=delta,
-            delta_ok=delta_ok)
-        return explanation, truncated
+        return self._explanation(text, k, ids, word_ids, spans, token_attr, probability,
+                                 baseline_probability, delta), truncated
 
 
 def _warn_unconverged(explanations: list[Explanation], n_steps: int) -> None:

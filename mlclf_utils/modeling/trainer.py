@@ -10,6 +10,7 @@ a second.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 
@@ -56,6 +57,12 @@ def optimizer_groups(model, *, learning_rate: float, head_learning_rate: float,
             for (is_head, decay), params in groups.items()]
 
 
+def adamw_options(implementation: str) -> dict:
+    """torch.optim.AdamW's keyword for one of ``hyperparameters.ADAMW_CHOICES``."""
+    return {"fused": {"fused": True}, "foreach": {"foreach": True},
+            "for_loop": {"foreach": False}}[implementation]
+
+
 def make_trainer_class():
     """Built lazily so that importing this module (for argparse) stays cheap."""
     import torch
@@ -66,8 +73,9 @@ def make_trainer_class():
     class WeightedBCETrainer(Trainer):
         """Trainer whose loss is BCE-with-logits with per-class positive weights."""
 
-        def __init__(self, *args, pos_weight, head_learning_rate=None, **kwargs):
+        def __init__(self, *args, pos_weight, head_learning_rate=None, adamw="fused", **kwargs):
             self.head_learning_rate = head_learning_rate
+            self.adamw = adamw
             super().__init__(*args, **kwargs)
             self.loss_fn = WeightedBCEWithLogits(pos_weight)
             # Tokens fed to the model in training steps: real ones and all (with padding);
@@ -77,16 +85,19 @@ def make_trainer_class():
             self.last_loss = None
 
         def create_optimizer(self, model=None):
-            """AdamW with a separate learning rate for the freshly initialised head."""
-            if self.optimizer is not None or self.head_learning_rate is None:
-                return super().create_optimizer(model) if model is not None else super().create_optimizer()
+            """AdamW with a separate learning rate for the freshly initialised head (None: the
+            encoder's), computed by the implementation ``adamw`` names."""
+            if self.optimizer is not None:
+                return self.optimizer
             model = model if model is not None else self.model
             groups = optimizer_groups(model, learning_rate=self.args.learning_rate,
-                                      head_learning_rate=self.head_learning_rate,
+                                      head_learning_rate=(self.head_learning_rate
+                                                          or self.args.learning_rate),
                                       weight_decay=self.args.weight_decay)
             self.optimizer = torch.optim.AdamW(
                 groups, lr=self.args.learning_rate,
                 betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,
+                **adamw_options(self.adamw),
             )
             return self.optimizer
 
@@ -135,8 +146,72 @@ def progress_file_callback(label: str, target: str | Path | None):
     return ProgressFile()
 
 
-def find_latest_checkpoint(folder: Path) -> str | None:
-    """The newest ``checkpoint-N`` folder, for ``resume_from_checkpoint="latest"``."""
-    from transformers.trainer_utils import get_last_checkpoint
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (torch.compile's C++
+    compiler runs), so that compilation is counted in the CPU cost too."""
+    import resource
 
-    return get_last_checkpoint(str(folder)) if Path(folder).is_dir() else None
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def training_clock():
+    """A TrainerCallback timing the training steps (data loading included; evaluations and
+    checkpoint saves left out) in wall and CPU seconds, and the first step apart, where
+    torch.compile compiles. CPU seconds stay comparable on a machine others share."""
+    from transformers import TrainerCallback
+
+    class TrainingClock(TrainerCallback):
+        wall = cpu = 0.0
+        first_step_wall = None
+
+        def restart(self):
+            self.last = (time.perf_counter(), cpu_seconds())
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.wall, self.cpu, self.first_step_wall = 0.0, 0.0, None
+            self.restart()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            wall, cpu = time.perf_counter(), cpu_seconds()
+            self.wall += wall - self.last[0]
+            self.cpu += cpu - self.last[1]
+            if self.first_step_wall is None:
+                self.first_step_wall = self.wall
+            self.last = (wall, cpu)
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.restart()  # the evaluation just done is no training step
+
+        def on_save(self, args, state, control, **kwargs):
+            self.restart()
+
+    return TrainingClock()
+
+
+def find_latest_checkpoint(folder: Path) -> str | None:
+    """The newest complete ``checkpoint-N`` folder, for ``resume_from_checkpoint="latest"``.
+
+    A process killed while the Trainer was saving leaves a newest folder with a missing or
+    half-written ``trainer_state.json``; resuming from it would crash, so it is skipped (and
+    named on stderr) in favour of the one before."""
+    import re
+    import sys
+
+    from mlclf_utils import artifacts
+    from mlclf_utils.errors import DataError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = sorted((int(m.group(1)), p) for p in folder.iterdir()
+                   if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
+    for _, path in reversed(found):
+        try:
+            artifacts.read_json(path / "trainer_state.json", what="the Trainer's state")
+        except DataError:
+            print(f"skipping {path}: its save did not finish (no readable trainer_state.json)",
+                  file=sys.stderr)
+            continue
+        return str(path)
+    return None

@@ -35,7 +35,7 @@ from mlclf_utils.runner.sweep import (COMPARISON_FILE, FIRST_STAGE, LAST_STAGE, 
 
 # The combination with pos_weight_strategy=none already is the plain recipe, so 04 need not
 # train one more plain baseline per combination; and a combination's 04 presents no sweep.
-SWEEP_DEFAULTS = {"plain_baseline": False, "sweep_dir": False}
+SWEEP_DEFAULTS = {"plain_baseline": False, "frozen_baseline": False, "sweep_dir": False}
 # 03's walkthrough (the loss checks, its figures, the pos_weight probe) teaches a reader; a
 # combination is there to train. Set only when 03 declares the switch.
 TEACHING_OFF = {"teaching": False}

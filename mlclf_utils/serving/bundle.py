@@ -13,10 +13,17 @@ tokenizer files, ``label_map.json``, ``pos_weight.json``, ``hyperparameters.json
     was.
 ``bundle.json``
     Format version, creation time, source run, label count, ``max_length`` (the token limit
-    inference cuts at: 01's, or 03's when smaller), the caller's metrics summary, and every
+    inference cuts at: 01's, or 03's when smaller), how long texts are read (01's ``long_text``,
+    ``window_stride``, ``max_windows``, ``window_aggregation``: ``data.windows``, which
+    ``Classifier`` follows), the caller's metrics summary, and every
     other file with its size and SHA-256, so a truncated copy or a swapped file is caught
     before it predicts nonsense. A bundle whose list is empty or missing, or leaves out a file
     the loaders read, is corrupt: nothing is loaded unchecked.
+
+``model.onnx``, ``model.int8.onnx`` (optional)
+    The same model for ONNX Runtime, fp32 and int8 (``serving.onnx_export``; ``export_bundle``
+    with ``onnx=True``, as 04 does by default, or ``add_onnx`` later). bundle.json's ``onnx``
+    section records how each was made and checked; int8 is kept only within the macro-F1 limit.
 
 Only files that are safe to load are copied (JSON, safetensors, tokenizer vocabularies); a
 pickle never enters a bundle. The folder also loads as a plain Hugging Face model
@@ -38,9 +45,11 @@ from pathlib import Path
 
 from mlclf_utils import artifacts
 from mlclf_utils.artifacts import write_json
+from mlclf_utils.data.windows import WindowSettings
 from mlclf_utils.errors import DataError, ParameterError
 from mlclf_utils.serving.bundle_reader import (CALIBRATION_FILE, CONFIG_FILE, FORMAT,
-                                               FORMAT_VERSION, MANIFEST_FILE, REQUIRED_FILES,
+                                               FORMAT_VERSION, MANIFEST_FILE, ONNX_FILES,
+                                               REQUIRED_FILES,
                                                SAFE_SUFFIXES, WEIGHTS_FILE, BundleInfo,
                                                check_bundle, check_preprocess_config,
                                                check_same_labels, check_thresholds,
@@ -49,8 +58,8 @@ from mlclf_utils.serving.bundle_reader import (CALIBRATION_FILE, CONFIG_FILE, FO
 from mlclf_utils.versions import SERVING_PACKAGES, package_versions
 
 # The reading side, importable from here as well: a bundle is made and checked by one name.
-__all__ = ["BundleInfo", "MANIFEST_FILE", "REQUIRED_FILES", "check_bundle", "export_bundle",
-           "read_bundle", "sha256_of", "staged_dir"]
+__all__ = ["BundleInfo", "MANIFEST_FILE", "REQUIRED_FILES", "add_onnx", "check_bundle",
+           "export_bundle", "read_bundle", "sha256_of", "staged_dir"]
 
 # Written by export_bundle itself, so never taken from the model folder.
 WRITTEN_FILES = (artifacts.THRESHOLDS, artifacts.PREPROCESS_CONFIG, MANIFEST_FILE,
@@ -62,6 +71,11 @@ PIPELINE_NOTE = (
     "function_to_apply='sigmoid') returns the raw sigmoid outputs: it applies neither "
     "calibration.json nor thresholds.json. mlclf_utils.Classifier.load applies both, "
     "and the thresholds were tuned on its (calibrated) probabilities.")
+ONNX_NOTE = (
+    "model.onnx is the same model for ONNX Runtime (model.int8.onnx, when present, its int8 "
+    "version, kept only within the macro-F1 limit recorded under 'onnx'): "
+    "Classifier.load(<this folder>, backend='onnx') and `predict --backend onnx` apply the "
+    "same calibration and thresholds to its logits. transformers.pipeline does not use it.")
 MODEL_HINT = "pass the folder 03_train saved (runs/<run-id>/03_train/model)"
 
 
@@ -127,6 +141,8 @@ def export_bundle(
     preprocess_config: dict,
     metrics: dict | None = None,
     calibration: dict | None = None,
+    onnx: bool = False,
+    onnx_check=None,
 ) -> Path:
     """Copy a trained model folder into a new bundle folder with thresholds and cleaning config.
 
@@ -141,6 +157,10 @@ def export_bundle(
     bundle in a sibling temporary folder and renames it into place, so a failure never leaves
     half a bundle. Files that are not safe data formats (pickles) are not copied; they are
     listed under ``not_copied`` in ``bundle.json``.
+
+    ``onnx=True`` adds ``model.onnx`` (``onnx_export.write_onnx_files``), and with
+    ``onnx_check=(texts, targets)`` (04: test) ``model.int8.onnx`` when int8 holds
+    macro-F1 there.
     """
     model_dir = Path(model_dir)
     out_dir = Path(out_dir)
@@ -185,6 +205,14 @@ def export_bundle(
         write_json(tmp / artifacts.PREPROCESS_CONFIG, preprocess_json)
         if calibration is not None:
             write_json(tmp / CALIBRATION_FILE, calibration)
+        onnx_section = None
+        if onnx:
+            from mlclf_utils.serving.onnx_export import write_onnx_files
+
+            reading = WindowSettings.from_config(preprocess_config).to_dict()
+            onnx_section = write_onnx_files(
+                BundleInfo(tmp, labels, threshold_values, cleaning, max_length, reading,
+                           calibration), check=onnx_check)
         files = [{"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_of(p)}
                  for p in sorted(tmp.iterdir())]
         write_json(tmp / MANIFEST_FILE, {
@@ -196,9 +224,11 @@ def export_bundle(
             "model_type": config.get("model_type"),
             "num_labels": len(labels),
             "max_length": max_length,
+            **WindowSettings.from_config(preprocess_config).to_dict(),  # how long texts are read
             "threshold_rule": THRESHOLD_RULE,
             "calibration": calibration["method"] if calibration is not None else None,
-            "notes": PIPELINE_NOTE,
+            "notes": PIPELINE_NOTE + (" " + ONNX_NOTE if onnx else ""),
+            "onnx": onnx_section,
             "metrics": metrics_json,
             "versions": package_versions(SERVING_PACKAGES),
             "not_copied": not_copied,
@@ -206,6 +236,42 @@ def export_bundle(
         })
     check_bundle(out_dir)
     return out_dir
+
+
+def add_onnx(bundle_dir, *, int8: bool = False, check=None, overwrite: bool = False,
+             threads: int | None = None) -> Path:
+    """Export an existing bundle's model to ONNX inside it and list the files in bundle.json:
+    for bundles made with ``export_onnx=False`` or before 04 wrote ONNX files.
+
+    ``int8`` adds ``model.int8.onnx``; with ``check=(texts, targets)`` it is judged there as
+    04 judges it (``write_onnx_files``). An existing ONNX file is replaced only with
+    ``overwrite``. Each file is written under a temporary name and renamed, and bundle.json
+    is rewritten last, so the bundle is checked again before this returns.
+    """
+    from mlclf_utils.serving.onnx_export import write_onnx_files
+
+    info = read_bundle(bundle_dir)
+    root = info.path
+    present = [name for name in ONNX_FILES if (root / name).exists()]
+    if present and not overwrite:
+        raise ParameterError("overwrite", overwrite, f"the bundle already holds {present}; "
+                             "pass overwrite=True (--overwrite) to export again")
+    section = write_onnx_files(info, check=check, int8=int8 or check is not None,
+                               threads=threads)
+    kept = {section["fp32"]["file"]} | ({section["int8"]["file"]}
+                                        if section["int8"] and section["int8"]["kept"] else set())
+    for name in set(ONNX_FILES) - kept:
+        (root / name).unlink(missing_ok=True)  # an older export that this one replaces
+    manifest = dict(info.manifest)
+    files = [e for e in manifest["files"] if e["name"] not in ONNX_FILES]
+    files += [{"name": name, "bytes": (root / name).stat().st_size,
+               "sha256": sha256_of(root / name)} for name in sorted(kept)]
+    notes = str(manifest.get("notes") or PIPELINE_NOTE)
+    manifest.update(files=sorted(files, key=lambda e: e["name"]), onnx=section,
+                    notes=notes if ONNX_NOTE in notes else f"{notes} {ONNX_NOTE}")
+    write_json(root / MANIFEST_FILE, manifest)
+    check_bundle(root)
+    return root
 
 
 @contextlib.contextmanager

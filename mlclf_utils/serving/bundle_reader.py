@@ -32,6 +32,10 @@ MANIFEST_FILE = "bundle.json"
 CALIBRATION_FILE = "calibration.json"  # optional: per-label maps from evaluation.calibration
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+# Optional: the model for ONNX Runtime (serving.onnx_export writes them; backend="onnx" reads).
+ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
+ONNX_FILES = (ONNX_FILE, ONNX_INT8_FILE)
 # What inference needs; pos_weight.json and hyperparameters.json are copied when present but
 # are documentation, not inputs.
 REQUIRED_FILES = (
@@ -47,7 +51,7 @@ REQUIRED_FILES = (
 # Files from the model folder that are copied: data formats that cannot run code on load.
 SAFE_SUFFIXES = (".json", ".safetensors", ".txt", ".model")
 # Files a loader may read from the folder; each must be listed (and so verified) in bundle.json.
-LOADED_SUFFIXES = SAFE_SUFFIXES + (".jinja",)
+LOADED_SUFFIXES = SAFE_SUFFIXES + (".jinja", ".onnx")
 REEXPORT_HINT = (
     "copy the whole bundle folder again, or re-create it with "
     "mlclf_utils.serving.bundle.export_bundle (04_evaluate does this)"

@@ -7,7 +7,8 @@ truncates and thresholds exactly like local predictions.
 
 ``export_sagemaker_model`` lays the directory out: the bundle files at the root, and in
 ``code/`` a copy of the few mlclf_utils modules inference needs (``INFERENCE_MODULES``: this
-one, ``predict``, ``bundle_reader``, ``calibration_maps``, ``cleaning``, ``artifacts``,
+one, ``predict``, ``bundle_reader``, ``calibration_maps``, ``cleaning``, ``windows`` and
+``window_aggregation`` (long texts as token windows), ``artifacts``,
 ``errors``, and ``modeling.pooling``, so that a mean-pooling bundle loads there) plus ``requirements.txt``. Copying the real modules,
 rather than writing a self-contained script, means there is one implementation to test; the
 container does not have mlclf_utils installed, and ``inference.py`` puts ``code/`` on
@@ -37,8 +38,9 @@ CODE_DIR = "code"
 # export_sagemaker_model with their subpackages. Their imports of mlclf_utils must stay inside
 # this list (tests/code/serving/test_hosting.py checks it), or the endpoint fails on its first
 # request.
-INFERENCE_MODULES = ("errors.py", "artifacts.py", "data/cleaning.py",
-                     "evaluation/calibration_maps.py", "modeling/pooling.py",
+INFERENCE_MODULES = ("errors.py", "artifacts.py", "data/cleaning.py", "data/windows.py",
+                     "evaluation/calibration_maps.py", "evaluation/window_aggregation.py",
+                     "modeling/pooling.py",
                      "serving/bundle_reader.py", "serving/predict.py", "serving/hosting.py")
 PREDICT_PARAMETERS = ("batch_size",)
 # cleaning.py imports pandas; torch, transformers and numpy come with the container.

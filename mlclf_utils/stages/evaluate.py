@@ -17,12 +17,10 @@ import pandas as pd
 
 from mlclf_utils import artifacts
 from mlclf_utils.errors import DataError, ParameterError, check_positive_int
+from mlclf_utils.evaluation import comparison as baseline_comparison
+from mlclf_utils.evaluation.comparison import PLAIN, REFERENCE, TFIDF  # noqa: F401 (04's names)
 
 STAGE = artifacts.EVALUATE
-# The comparison's columns: the model under test first, then the two baselines.
-REFERENCE = "fine-tuned, tuned thresholds"
-TFIDF = "TF-IDF + LR, tuned thresholds"
-PLAIN = "plain BCE @ 0.5"
 # Where a reader of 04's files sends a person whose run lacks them.
 READ_HINT = ("04_evaluate has not finished on this run: run it "
              "(python -m mlclf_utils run --resume RUN)")
@@ -37,10 +35,13 @@ class Config:
     calibration_method: str | None = "platt"
     threshold_fallback: str | float = "global"
     threshold_shrinkage: float = 0.0
+    frozen_baseline: bool = True
     plain_baseline: bool = True
+    plain_budget: float = 0.25
     batch_size: int = 64
     worst_n: int = 3
     sweep_dir: str | bool | None = None
+    export_onnx: bool = True
 
     def __post_init__(self) -> None:
         check(asdict(self))
@@ -68,13 +69,9 @@ def check(params: dict) -> None:
     if method is not None and method not in calibration.METHODS:
         raise ParameterError("calibration_method", method,
                              f"choose one of {list(calibration.METHODS)} or None")
-    if "plain_baseline" in params and not isinstance(params["plain_baseline"], bool):
-        raise ParameterError("plain_baseline", params["plain_baseline"], "must be True or False")
-    sweep_dir = params.get("sweep_dir")
-    if sweep_dir is True or not (sweep_dir is None or sweep_dir is False
-                                 or isinstance(sweep_dir, str)):
-        raise ParameterError("sweep_dir", sweep_dir, "must be a sweep folder, None (the newest "
-                             "on this data) or False (none)")
+    if "export_onnx" in params and not isinstance(params["export_onnx"], bool):
+        raise ParameterError("export_onnx", params["export_onnx"], "must be True or False")
+    baseline_comparison.check(params)
 
 
 @dataclass
@@ -86,6 +83,7 @@ class Inputs:
     splits: dict  # split name -> datasets.Dataset with text, labels, source_id
     labels: list[str]
     y: dict  # split name -> (N, K) int8 targets
+    windows: object = None  # data.windows.WindowSettings when 01 read long texts as windows
 
     @property
     def out_dir(self) -> Path:
@@ -98,7 +96,7 @@ class Inputs:
 def load_inputs(run_dir) -> Inputs:
     """The three 02 splits and 03's model folder; also makes 04's own folder, refusing one
     that already holds files (a run never overwrites another)."""
-    from mlclf_utils.data import dataset
+    from mlclf_utils.data import dataset, windows
     from mlclf_utils.runner import runs
     from mlclf_utils.stages import save_data, train as train_stage
 
@@ -106,19 +104,22 @@ def load_inputs(run_dir) -> Inputs:
     runs.stage_dir(run_dir, STAGE)
     loaded = {name: dataset.load_split(save_data.split_dir(run_dir, name))
               for name in artifacts.SPLITS}
-    splits = {name: split for name, (split, _) in loaded.items()}
+    splits = {name: windows.text_rows(split) for name, (split, _) in loaded.items()}  # per text
     return Inputs(run_dir=run_dir, model_dir=train_stage.model_dir(run_dir), splits=splits,
                   labels=loaded["train"][1].labels,
-                  y={name: np.asarray(s["labels"], dtype=np.int8) for name, s in splits.items()})
+                  y={name: np.asarray(s["labels"], dtype=np.int8) for name, s in splits.items()},
+                  windows=windows.for_classifier(windows.read_settings(
+                      save_data.split_dir(run_dir, "train"))))
 
 
 # --- 1 · probabilities and calibration ---------------------------------------------------------
 
 def predict_probabilities(inputs: Inputs, config: Config, *, progress: bool = True) -> dict:
-    """Raw sigmoid outputs of 03's model on validation and test (never on train: it saw it)."""
+    """Raw sigmoid outputs of 03's model on validation and test (never on train: it saw it);
+    with 01's chunks, one row per text, aggregated from its windows as ``Classifier`` does."""
     from mlclf_utils.serving.predict import Classifier
 
-    classifier = Classifier.from_model_dir(inputs.model_dir)
+    classifier = Classifier.from_model_dir(inputs.model_dir, windows=inputs.windows)
     return {name: classifier.predict_proba(inputs.splits[name]["text"],
                                            batch_size=config.batch_size, progress=progress)
             for name in ("validation", "test")}
@@ -248,31 +249,10 @@ def worst_classes(per_class: dict, n: int = 3) -> list[str]:
 
 # --- 5 · baselines -----------------------------------------------------------------------------
 
-def compare_with_baselines(inputs: Inputs, config: Config, reports: dict) -> pd.DataFrame:
-    """The tuned model against TF-IDF + logistic regression (thresholds tuned the same way)
-    and, with ``plain_baseline``, the plain recipe fine-tuned here and read at 0.5."""
-    from mlclf_utils.evaluation import baselines, metrics, scoring
-    from mlclf_utils.serving.predict import Classifier
-    from mlclf_utils.stages import train as train_stage
-
-    texts = {name: inputs.splits[name]["text"] for name in artifacts.SPLITS}
-    tfidf = baselines.tfidf_logistic(texts["train"], inputs.y["train"],
-                                     {"validation": texts["validation"], "test": texts["test"]})
-    tfidf_values = scoring.tuned_threshold_values(
-        inputs.y["validation"], tfidf["validation"], inputs.labels,
-        min_support=config.min_support, fallback=config.threshold_fallback)
-    compared = {REFERENCE: reports["test_tuned"],
-                TFIDF: metrics.multilabel_report(inputs.y["test"], tfidf["test"], inputs.labels,
-                                                 tfidf_values)}
-    if config.plain_baseline:
-        trained = train_stage.read_hyperparameters(inputs.run_dir)
-        plain_dir = baselines.train_plain_bce(inputs.run_dir, trained,
-                                              inputs.out_dir / artifacts.PLAIN_BCE_DIR)
-        plain = Classifier.from_model_dir(plain_dir)
-        compared[PLAIN] = metrics.multilabel_report(
-            inputs.y["test"], plain.predict_proba(texts["test"], batch_size=config.batch_size),
-            inputs.labels, 0.5)
-    return metrics.compare_reports(compared, reference=REFERENCE)
+def compare_with_baselines(inputs: Inputs, config: Config, reports: dict, *,
+                           progress: bool = True) -> pd.DataFrame:
+    """The tuned model beside its baselines on the same test split (evaluation/comparison)."""
+    return baseline_comparison.compare_with_baselines(inputs, config, reports, progress=progress)
 
 
 # --- 6 · the files and the bundle --------------------------------------------------------------
@@ -291,7 +271,8 @@ def save_outputs(inputs: Inputs, tuned: pd.DataFrame, per_class: dict, reports: 
     return paths
 
 
-def export_bundle(inputs: Inputs, tuned_values, calibration, reports: dict) -> Path:
+def export_bundle(inputs: Inputs, tuned_values, calibration, reports: dict, *,
+                  onnx: bool) -> Path:
     """The model with its thresholds, calibration and 01's cleaning config in one folder, so
     that ``Classifier.load`` cleans, cuts and decides exactly as 04 measured."""
     from mlclf_utils.serving import bundle
@@ -303,7 +284,10 @@ def export_bundle(inputs: Inputs, tuned_values, calibration, reports: dict) -> P
     return bundle.export_bundle(
         inputs.model_dir, inputs.out_dir / artifacts.BUNDLE_DIR,
         thresholds=dict(zip(inputs.labels, map(float, tuned_values))),
-        preprocess_config=preprocess_config, calibration=calibration,
+        preprocess_config=preprocess_config, calibration=calibration, onnx=onnx,
+        # int8 is judged on test: validation's tuned thresholds sit on its own scores, where
+        # any shift flips texts (serving/onnx_export.py says more).
+        onnx_check=(inputs.splits["test"]["text"], inputs.y["test"]),
         metrics={k: v for k, v in reports["test_tuned"].items() if isinstance(v, (int, float))})
 
 
@@ -344,8 +328,11 @@ def run(run_dir, config: Config = Config(), *, progress: bool = False) -> dict:
     plot_reliability(inputs, probs)
     plot_label_confusion(inputs, probs, tuned_values)
     errors = save_misclassifications(inputs, probs, tuned_values)
-    comparison = compare_with_baselines(inputs, config, reports)
-    bundle_dir = export_bundle(inputs, tuned_values, calibration, reports)
+    from mlclf_utils.data import label_audit  # cleanlab on validation and test (issue 12)
+    label_audit.run_04(inputs, probs, min_support=config.min_support, show=False)
+    comparison = compare_with_baselines(inputs, config, reports, progress=progress)
+    bundle_dir = export_bundle(inputs, tuned_values, calibration, reports,
+                               onnx=config.export_onnx)
     paths = save_outputs(inputs, tuned, per_class, reports, comparison)
     found = load_sweep(inputs, config)
     if found is not None:
@@ -368,32 +355,31 @@ def read_report(run_dir) -> dict:
                                hint=READ_HINT)
 
 
+def existing_file(run_dir, name: str, what: str) -> Path:
+    """04's file ``name``, or a DataError naming it and how to make it."""
+    path = artifacts.path(run_dir, STAGE, name)
+    if not path.is_file():
+        raise DataError(f"04's {what} not found (the file is missing)", file=str(path),
+                        hint=READ_HINT)
+    return path
+
+
 def read_per_class(run_dir) -> pd.DataFrame:
     """per_class_test.csv, indexed by label."""
-    path = artifacts.path(run_dir, STAGE, artifacts.PER_CLASS_TEST)
-    if not path.is_file():
-        raise DataError("04's per-class table not found (the file is missing)", file=str(path),
-                        hint=READ_HINT)
-    return pd.read_csv(path, index_col="label")
+    return pd.read_csv(existing_file(run_dir, artifacts.PER_CLASS_TEST, "per-class table"),
+                       index_col="label")
 
 
 def read_thresholds(run_dir) -> dict[str, float]:
     """thresholds.json as label -> threshold, in label order."""
     from mlclf_utils.evaluation import thresholds
 
-    path = artifacts.path(run_dir, STAGE, artifacts.THRESHOLDS)
-    if not path.is_file():
-        raise DataError("04's thresholds not found (the file is missing)", file=str(path),
-                        hint=READ_HINT)
-    return thresholds.load_thresholds(path)
+    return thresholds.load_thresholds(existing_file(run_dir, artifacts.THRESHOLDS, "thresholds"))
 
 
 def read_misclassifications(run_dir) -> pd.DataFrame:
     """misclassifications.parquet, lists as lists: what 05 explains."""
     from mlclf_utils.evaluation import misclassifications
 
-    path = artifacts.path(run_dir, STAGE, artifacts.MISCLASSIFICATIONS)
-    if not path.is_file():
-        raise DataError("04's misclassification table not found (the file is missing)",
-                        file=str(path), hint=READ_HINT)
-    return misclassifications.load_misclassifications(path)
+    return misclassifications.load_misclassifications(
+        existing_file(run_dir, artifacts.MISCLASSIFICATIONS, "misclassification table"))

@@ -36,6 +36,7 @@ class Config:
     max_pairs: int = 8
     oversample_factor: int = 3
     retrain: bool = True
+    retrain_budget: float = 0.25
 
     def __post_init__(self) -> None:
         check(asdict(self))
@@ -56,6 +57,10 @@ def check(params: dict) -> None:
             check_positive_int(name, params[name])
     if "retrain" in params and not isinstance(params["retrain"], bool):
         raise ParameterError("retrain", params["retrain"], "must be True or False")
+    if "retrain_budget" in params:
+        from mlclf_utils.evaluation.baselines import check_budget
+
+        check_budget("retrain_budget", params["retrain_budget"])
 
 
 @dataclass
@@ -84,7 +89,7 @@ class Inputs:
 
 def load_inputs(run_dir) -> Inputs:
     """Everything 05 reads; also makes 05's own folder, refusing one that already holds files."""
-    from mlclf_utils.data import dataset
+    from mlclf_utils.data import dataset, windows
     from mlclf_utils.runner import runs
     from mlclf_utils.stages import evaluate, save_data, train as train_stage
 
@@ -93,6 +98,7 @@ def load_inputs(run_dir) -> Inputs:
     runs.stage_dir(run_dir, STAGE)
     data_dir = save_data.dataset_dir(run_dir)
     train_split, label_map = dataset.load_split(data_dir / "train")
+    train_split = windows.text_rows(train_split)  # one row per text, also with 01's chunks
     return Inputs(run_dir=run_dir, model_dir=train_stage.model_dir(run_dir), data_dir=data_dir,
                   train_split=train_split, label_map=label_map, errors=errors)
 
@@ -128,9 +134,13 @@ def pick_mistakes(inputs: Inputs, config: Config) -> tuple[list[tuple[str, str]]
 
 
 def explain_mistakes(inputs: Inputs, explainer, items, *, progress: bool = True) -> list:
-    """One explanation per (text, label), also saved word by word as attributions.parquet."""
-    from mlclf_utils.explain import attribution_views
+    """One explanation per (text, label), also saved word by word as attributions.parquet;
+    with 01's chunks, of the window that carries the decision (explain/decisive_window.py)."""
+    from mlclf_utils.data import windows
+    from mlclf_utils.explain import attribution_views, decisive_window
 
+    items = decisive_window.decisive_items(items, explainer,
+                                           windows.read_settings(inputs.data_dir / "train"))
     explanations = explainer.explain_many(items, progress=progress)
     attribution_views.explanations_table(explanations).to_parquet(
         inputs.out_dir / artifacts.ATTRIBUTIONS)
@@ -164,22 +174,33 @@ def plot_top_tokens(inputs: Inputs, audit: pd.DataFrame):
 # --- 3 · hard negatives ------------------------------------------------------------------------
 
 def find_hard_negatives(inputs: Inputs, audit: pd.DataFrame, config: Config):
-    """``(pairs, negatives)``: the first ``max_pairs`` suspicious (class, word) pairs and the
-    train texts holding the word without the class, saved as hard_negatives.csv."""
+    """``(pairs, negatives, to_review)``: the first ``max_pairs`` suspicious (class, word) pairs
+    and the train texts holding the word without the class, saved as hard_negatives.csv, less
+    those whose class 01's label audit flags as probably missing: labels to review, saved as
+    labels_to_review.csv (``to_review`` is None when 01 ran without the audit)."""
     from mlclf_utils.explain import hard_negatives
+    from mlclf_utils.stages import preprocess
 
     suspicious = audit[audit["suspicious"]].reset_index()[["class", "token"]]
     pairs = list(suspicious.itertuples(index=False, name=None))[:config.max_pairs]
     negatives = hard_negatives.find_hard_negatives(
         inputs.train_split["text"], inputs.train_label_sets, inputs.train_split["source_id"], pairs)
+    negatives, review = hard_negatives.set_aside_flagged(
+        negatives, preprocess.read_label_audit(inputs.run_dir))
     hard_negatives.save_hard_negatives(negatives, inputs.out_dir / artifacts.HARD_NEGATIVES)
-    return pairs, negatives
+    if review is not None:
+        hard_negatives.save_labels_to_review(review, inputs.out_dir / artifacts.LABELS_TO_REVIEW)
+    return pairs, negatives, review
 
 
 # --- 4 · the retrain ---------------------------------------------------------------------------
 
+CONTROL_DIR = "control"  # in retrain/: the budget retrain without the hard negatives
+
+
 def retrain_skipped(config: Config, negatives: pd.DataFrame) -> str | None:
-    """Why the retrain will not run, or None when it will: a retrain costs a full training."""
+    """Why the retrain will not run, or None when it will: a retrain costs two budget
+    trainings (or one full one with ``retrain_budget=1.0``)."""
     if not config.retrain:
         return "retrain=False"
     if not len(negatives):
@@ -189,28 +210,39 @@ def retrain_skipped(config: Config, negatives: pd.DataFrame) -> str | None:
 
 def retrain_with_hard_negatives(inputs: Inputs, negatives: pd.DataFrame, pairs, config: Config,
                                 ) -> pd.DataFrame:
-    """03's recipe again on a train split with every hard negative ``oversample_factor`` times,
-    both models scored the 04 way; the per-class change is saved as retrain_comparison.csv."""
-    from mlclf_utils.data import dataset
-    from mlclf_utils.evaluation import scoring
+    """03's recipe for ``retrain_budget`` of its epochs on a train split with every hard
+    negative ``oversample_factor`` times, against a control: the same budget on 02's train
+    split (with a budget of 1.0, 03's own model). Both scored the 04 way; the per-class change
+    is saved as retrain_comparison.csv."""
+    from mlclf_utils.data import dataset, windows
+    from mlclf_utils.evaluation import baselines, scoring
     from mlclf_utils.explain import hard_negatives
-    from mlclf_utils.modeling import hyperparameters, train
+    from mlclf_utils.modeling import train
     from mlclf_utils.stages import train as train_stage
+
+    def fit(train_dir: Path, out: Path) -> Path:
+        train.run_training(train_dir=str(train_dir),
+                           validation_dir=str(inputs.data_dir / "validation"),
+                           model_dir=str(out / artifacts.MODEL_DIR),
+                           output_data_dir=str(out / artifacts.METRICS_DIR),
+                           checkpoint_dir=str(out / artifacts.CHECKPOINTS_DIR), **recipe)
+        return out / artifacts.MODEL_DIR
 
     folder = inputs.out_dir / artifacts.RETRAIN_DIR
     augmented = hard_negatives.oversampled_train_split(
         inputs.data_dir / "train", negatives["source_id"].unique(), folder / "train",
         factor=config.oversample_factor)
-    trained = train_stage.read_hyperparameters(inputs.run_dir)
-    train.run_training(train_dir=str(augmented), validation_dir=str(inputs.data_dir / "validation"),
-                       model_dir=str(folder / artifacts.MODEL_DIR),
-                       output_data_dir=str(folder / artifacts.METRICS_DIR),
-                       checkpoint_dir=str(folder / artifacts.CHECKPOINTS_DIR),
-                       **hyperparameters.recipe(trained))
-    validation, test = (dataset.load_split(inputs.data_dir / s)[0] for s in ("validation", "test"))
+    recipe = baselines.budget_recipe(train_stage.read_hyperparameters(inputs.run_dir),
+                                     config.retrain_budget)
+    after_dir = fit(augmented, folder)
+    before_dir = (inputs.model_dir if config.retrain_budget == 1.0
+                  else fit(inputs.data_dir / "train", folder / CONTROL_DIR))
+    validation, test = (windows.text_rows(dataset.load_split(inputs.data_dir / s)[0])
+                        for s in ("validation", "test"))
     labels = inputs.label_map.labels
-    before = scoring.evaluate_model_dir(inputs.model_dir, validation, test, labels)
-    after = scoring.evaluate_model_dir(folder / artifacts.MODEL_DIR, validation, test, labels)
+    settings = windows.for_classifier(windows.read_settings(inputs.data_dir / "train"))
+    before = scoring.evaluate_model_dir(before_dir, validation, test, labels, windows=settings)
+    after = scoring.evaluate_model_dir(after_dir, validation, test, labels, windows=settings)
     comparison = hard_negatives.compare_before_after(before, after, sorted({c for c, _ in pairs}))
     comparison.to_csv(inputs.out_dir / artifacts.RETRAIN_COMPARISON, index=False)
     return comparison
@@ -229,7 +261,7 @@ def run(run_dir, config: Config = Config(), *, progress: bool = False) -> dict:
     plot_explanations(inputs, explanations)
     audit = audit_tokens(inputs, explanations, kinds)
     plot_top_tokens(inputs, audit)
-    pairs, negatives = find_hard_negatives(inputs, audit, config)
+    pairs, negatives, review = find_hard_negatives(inputs, audit, config)
     skipped = retrain_skipped(config, negatives)
     if skipped is None:
         retrain_with_hard_negatives(inputs, negatives, pairs, config)
@@ -238,7 +270,8 @@ def run(run_dir, config: Config = Config(), *, progress: bool = False) -> dict:
             "explained": len(explanations),
             "converged": sum(e.delta_ok for e in explanations),
             "suspicious_pairs": int(audit["suspicious"].sum()),
-            "hard_negatives": int(len(negatives)), "retrain": skipped or "done"}
+            "hard_negatives": int(len(negatives)), "retrain": skipped or "done",
+            "labels_to_review": None if review is None else int(len(review))}
 
 
 # --- reading 05's files back -------------------------------------------------------------------

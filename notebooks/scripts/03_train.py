@@ -419,7 +419,9 @@ if evidence is not None:
 # `torchrun --nproc_per_node=N` (DDP, gloo on CPU and nccl on GPU), or as the entry point of a
 # SageMaker Hugging Face job; `train.fine_tune` (`mlclf_utils/stages/train.py`) picks the way from
 # `mode` and `nproc_per_node`. It builds on `transformers.Trainer` with the weighted loss above,
-# pads each batch dynamically and groups texts of similar length, evaluates micro- and macro-F1
+# pads each batch dynamically and groups texts of similar length, runs under bf16 autocast where
+# the CPU has bf16 units, steps torch's fused AdamW (docs/benchmarks.md measures each of these
+# and the options that did not pay), evaluates micro- and macro-F1
 # after every epoch, keeps the best checkpoint by validation macro-F1, stops early when macro-F1
 # stops improving, and saves the model (safetensors), the tokenizer, the label map and the
 # positive weights.

@@ -40,22 +40,24 @@ run_dir = None            # type: str|None  None: the run your 01 started by han
 n_classes = 6             # type: int  explain the classes with the most test errors (FP + FN)
 n_per_kind = 3            # type: int  false positives and false negatives explained per class
 n_steps = 50              # type: int  integration steps of integrated gradients
-internal_batch_size = 16  # type: int  interpolated inputs per forward pass (memory against speed)
+internal_batch_size = 16  # type: int  forward passes hold this many max_length-token rows of interpolated inputs (memory against speed)
 max_pairs = 8             # type: int  suspicious (class, word) pairs turned into hard negatives
 oversample_factor = 3     # type: int  each hard negative appears this many times in the retrain set
-retrain = True            # type: bool  retrain with the hard negatives and compare (one more training run)
+retrain = True            # type: bool  retrain with the hard negatives and compare with a control
+retrain_budget = 0.25     # type: float  fraction of 03's epochs for the retrain and its control (two trainings); 1.0: one full retrain compared with 03's model
 
 # %%
 from IPython.display import display
 
-from mlclf_utils.explain import attribution_views, token_audit
+from mlclf_utils.explain import attribution_views, hard_negatives, token_audit
 from mlclf_utils.runner import runs
 from mlclf_utils.stages import explain
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
 config = explain.Config(n_classes=n_classes, n_per_kind=n_per_kind, n_steps=n_steps,
                         internal_batch_size=internal_batch_size, max_pairs=max_pairs,
-                        oversample_factor=oversample_factor, retrain=retrain)
+                        oversample_factor=oversample_factor, retrain=retrain,
+                        retrain_budget=retrain_budget)
 run_dir = runs.resolve_run_dir(run_dir, explain.STAGE)
 inputs = explain.load_inputs(run_dir)  # 02's train split, 04's mistakes; 05's folder is made here
 explainer = explain.load_explainer(inputs, config)
@@ -103,17 +105,31 @@ explain.plot_top_tokens(inputs, audit);
 #
 # For each suspicious (class, word) pair, the training texts that contain the word but do not carry the
 # class. They are the counter-examples the model needs to stop treating the word as the label.
+#
+# Not every text without the class is a true negative: a package that mentions gtk may simply lack its
+# `uitoolkit::gtk` tag. So a hard negative whose class 01's **label audit** (cleanlab on out-of-fold
+# TF-IDF probabilities) flags as *probably missing* for that very text is not used as a negative: it
+# is set aside as a **label to review** (`labels_to_review.csv`, with the audit's probability and
+# score), and counted below. Oversampling it would teach the model that a probably-correct label is
+# wrong.
 
 # %%
-pairs, negatives = explain.find_hard_negatives(inputs, audit, config)  # also hard_negatives.csv
+pairs, negatives, to_review = explain.find_hard_negatives(inputs, audit, config)  # also hard_negatives.csv
 print(f"{len(negatives)} hard negatives for {len(pairs)} pairs")
-negatives.head(10)
+print(hard_negatives.review_note(negatives, to_review))
+display(negatives.head(10))
+if to_review is not None:
+    display(to_review.head(10))  # also labels_to_review.csv
 
 # %% [markdown]
 # ## 4 · Retrain with the hard negatives oversampled
 #
 # The same recipe as 03, on a training split where every hard negative appears `oversample_factor`
-# times. Both models are evaluated the same way: thresholds tuned on validation, metrics on test.
+# times. To keep it cheap, it trains for `retrain_budget` of 03's epochs; so that the comparison
+# is fair, a **control** trains with the same recipe and the same budget on the original split, and
+# "before" is that control, not 03's longer-trained model (with `retrain_budget = 1.0`, one full
+# retrain is compared with 03's model instead). Both models are evaluated the same way: thresholds
+# tuned on validation, metrics on test.
 
 # %%
 skipped = explain.retrain_skipped(config, negatives)

@@ -11,9 +11,11 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from mlclf_utils import artifacts
 from mlclf_utils.modeling import encoders
 from mlclf_utils.explain.attribution_views import captum_html, explanations_table, plot_attributions
 from mlclf_utils.explain.attributions import Explainer, Explanation
@@ -258,3 +260,122 @@ def test_04_and_05_read_the_same_max_length_from_a_model_folder(fitted, tmp_path
     assert Explainer(model, tokenizer).max_length == model.config.max_position_embeddings
     (tmp_path / "hyperparameters.json").write_text(json.dumps({"max_length": 40}))
     assert Explainer.from_model_dir(tmp_path).max_length == Classifier.from_model_dir(tmp_path).max_length == 40
+
+
+# --- the batched path (default) against Captum one pair at a time -------------------------------
+
+ATTRIBUTION_TOLERANCE = 1e-5  # float32 sums taken in another order; the values are ~1e-2..1
+
+
+def _assert_same(batched: list[Explanation], reference: list[Explanation]):
+    assert [(e.text, e.label) for e in batched] == [(e.text, e.label) for e in reference]
+    for b, r in zip(batched, reference):
+        assert b.tokens == r.tokens and b.words == r.words
+        np.testing.assert_allclose(b.token_attributions, r.token_attributions, rtol=0,
+                                   atol=ATTRIBUTION_TOLERANCE)
+        assert b.delta == pytest.approx(r.delta, abs=ATTRIBUTION_TOLERANCE)
+        assert b.probability == pytest.approx(r.probability, abs=1e-6)
+        assert b.baseline_probability == pytest.approx(r.baseline_probability, abs=1e-6)
+        assert b.delta_ok == r.delta_ok
+
+
+def _pair_of_explainers(model, tokenizer, **kw):
+    return (Explainer(model, tokenizer, **kw),
+            Explainer(model, tokenizer, batched=False, **kw))
+
+
+def test_batched_equals_per_pair_for_every_label_of_one_text(fitted):
+    model, tokenizer = fitted
+    batched, per_pair = _pair_of_explainers(model, tokenizer, n_steps=8, delta_tolerance=1.0)
+    assert batched.batched and not per_pair.batched
+    items = [(TEXT, "alpha"), (TEXT, "beta"), (TEXT, 2)]
+    explained = batched.explain_many(items, progress=False)
+    _assert_same(explained, per_pair.explain_many(items, progress=False))
+    # three different answers, not one label's attributions copied three times
+    assert not np.allclose(explained[0].token_attributions, explained[1].token_attributions)
+
+
+def test_batched_equals_per_pair_for_packed_texts_of_different_lengths(fitted):
+    """Texts of 6 to 9 tokens share a pack (padded to 9, pads masked); 7 steps over 2 rows per
+    pass (internal_batch_size=1 row of max_length=24 tokens) cut passes across texts."""
+    from mlclf_utils.explain import batched_ig
+
+    model, tokenizer = fitted
+    texts = ["lantern tool data", "zorblat lantern the simple", "a zorblat library for text",
+             "lantern", "the fast zorblat tool for user system library program file data"]
+    batched, per_pair = _pair_of_explainers(model, tokenizer, n_steps=7, max_length=24,
+                                            internal_batch_size=1, delta_tolerance=1.0)
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
+    jobs = [batched_ig.Job(ids=(0,) * n, baseline_ids=(0,) * n, labels=(0,)) for n in lengths]
+    packs = batched_ig.pack_jobs(jobs)
+    assert any(len({lengths[i] for i in pack}) > 1 for pack in packs)  # lengths really mixed
+    assert sorted(i for pack in packs for i in pack) == list(range(len(texts)))
+    items = [(t, i % 3) for i, t in enumerate(texts)] + [(texts[1], "alpha")]
+    _assert_same(batched.explain_many(items, progress=False),
+                 per_pair.explain_many(items, progress=False))
+    # and every row of a pass in one go gives the same numbers as 2 rows per pass
+    one_pass = Explainer(model, tokenizer, n_steps=7, max_length=24, internal_batch_size=None,
+                         delta_tolerance=1.0)
+    _assert_same(one_pass.explain_many(items, progress=False),
+                 per_pair.explain_many(items, progress=False))
+
+
+def test_explain_many_keeps_the_order_asked(explainer):
+    """Pairs grouped by text and packed by length internally come back as asked, duplicates
+    included; 05's explain_mistakes relies on it (its kinds are keyed by position)."""
+    items = [("lantern tool", "beta"), (TEXT, "alpha"), ("lantern tool", "alpha"),
+             (TEXT + " lantern", 2), (TEXT, "alpha"), ("lantern tool", "beta")]
+    many = explainer.explain_many(items, progress=False)
+    assert [(e.text, e.label_index) for e in many] == [(t, explainer.label_index(k))
+                                                         for t, k in items]
+    single = [explainer.explain(t, k) for t, k in items[:2]]
+    for e, s in zip(many, single):
+        np.testing.assert_allclose(e.token_attributions, s.token_attributions, rtol=0,
+                                   atol=ATTRIBUTION_TOLERANCE)
+    np.testing.assert_array_equal(many[1].token_attributions, many[4].token_attributions)
+
+
+def test_05_explains_its_pairs_in_order(explainer, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mlclf_utils.data import windows
+    from mlclf_utils.stages import explain as explain_stage
+
+    monkeypatch.setattr(windows, "read_settings", lambda folder: None)  # texts read whole
+    items = [(TEXT, "beta"), ("lantern tool", "beta"), (TEXT, "alpha")]
+    explained = explain_stage.explain_mistakes(SimpleNamespace(out_dir=tmp_path, data_dir=tmp_path),
+                                               explainer,
+                                               items, progress=False)
+    assert [(e.text, e.label) for e in explained] == items
+    table = pd.read_parquet(tmp_path / artifacts.ATTRIBUTIONS)
+    assert table.groupby("text_id")["label"].first().tolist() == ["beta", "beta", "alpha"]
+
+
+def test_explicit_token_ids(explainer):
+    """A token window given as ids is explained like the text it encodes."""
+    e = explainer.explain("zorblat lantern data", "gamma")
+    ids = explainer.tokenizer("zorblat lantern data")["input_ids"]
+    (beta, gamma) = explainer.attribute_token_ids(ids, ["beta", "gamma"])
+    np.testing.assert_allclose(gamma.token_attributions, e.token_attributions, rtol=0,
+                               atol=ATTRIBUTION_TOLERANCE)
+    assert gamma.delta == pytest.approx(e.delta, abs=ATTRIBUTION_TOLERANCE)
+    assert not np.allclose(beta.token_attributions, gamma.token_attributions)
+    with pytest.raises(ParameterError, match="ids"):
+        explainer.attribute_token_ids([], [0])
+    with pytest.raises(ParameterError, match="batched"):
+        Explainer(explainer.model, explainer.tokenizer, batched="yes")
+
+
+@pytest.mark.slow
+def test_batched_equals_per_pair_minilm(minilm_dir):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = encoders.load_classifier(encoders.DEFAULT_MODEL, LABELS)
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.nn.init.normal_(head.weight, std=0.5)
+    tokenizer = encoders.load_tokenizer(encoders.DEFAULT_MODEL)
+    batched, per_pair = _pair_of_explainers(model, tokenizer, n_steps=6, delta_tolerance=1.0)
+    items = [("A command line tool to edit text files", 0), ("A command line tool to edit text "
+             "files", 2), ("Graphical viewer for images", 1), ("Graphical image viewer", 1)]
+    _assert_same(batched.explain_many(items, progress=False),
+                 per_pair.explain_many(items, progress=False))

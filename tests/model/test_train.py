@@ -290,3 +290,52 @@ def test_03_with_teaching_false_skips_the_walkthrough_and_still_trains(smoke_run
     assert (stage.model_dir(smoke_run) / "model.safetensors").is_file()
     figures = {p.name for p in stage.figures_dir(smoke_run).iterdir()}
     assert figures == {"pos_weights.png", "training_curves.png"}
+
+
+# --- issue 14: the speed options train the same model, and frozen embeddings stay frozen ----
+
+def encoder_weights(model_dir) -> dict[str, torch.Tensor]:
+    """The encoder's weights as saved, under transformers' names (head left out)."""
+    from transformers import AutoModel
+
+    return {name: p.detach().clone() for name, p in AutoModel.from_pretrained(model_dir).named_parameters()}
+
+
+@pytest.mark.slow
+def test_frozen_embeddings_stay_as_pretrained_while_the_rest_trains(smoke_run, tiny_model_dir):
+    metrics = train.run_training(**FAST, run_dir=str(smoke_run), max_steps=3, bf16=False,
+                                 freeze_embeddings=True, adamw="fused")
+    assert metrics["global_step"] == 3
+    before = encoder_weights(tiny_model_dir)
+    after = encoder_weights(smoke_run / "03_train" / "model")
+    embedding = "embeddings.word_embeddings.weight"
+    assert torch.equal(before[embedding], after[embedding])
+    moved = [name for name in before if name != embedding
+             and not torch.equal(before[name], after[name])]
+    assert "transformer.layer.0.attention.q_lin.weight" in moved  # the encoder did train
+    saved = json.loads((smoke_run / "03_train" / "model" / "hyperparameters.json").read_text())
+    assert (saved["freeze_embeddings"], saved["adamw"], saved["torch_compile"]) == (True, "fused", False)
+    assert metrics["train_cpu_seconds"] > 0 and metrics["train_real_tokens"] > 0
+
+
+@pytest.mark.slow
+def test_a_compiled_lpft_run_trains_and_saves_a_model_that_loads(smoke_run, tiny_model_dir):
+    """torch.compile with every other new option, LP-FT included: the saved weights carry no
+    compiled-module prefix, and the model loads and predicts as 04 and the bundle load it."""
+    from safetensors import safe_open
+
+    from mlclf_utils.serving.predict import Classifier
+
+    metrics = train.run_training(**FAST, run_dir=str(smoke_run), max_steps=2, bf16=False,
+                                 pooling="mean", head_init="probe", head_learning_rate=None,
+                                 freeze_embeddings=True, adamw="fused", torch_compile=True)
+    assert metrics["global_step"] == 2
+    model_dir = smoke_run / "03_train" / "model"
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as weights:
+        keys = list(weights.keys())
+    assert keys and not any("_orig_mod" in key for key in keys)
+    saved = json.loads((model_dir / "hyperparameters.json").read_text())
+    assert (saved["torch_compile"], saved["head_init"]) == (True, "probe")
+    probabilities = Classifier.from_model_dir(model_dir).predict_proba(["a web server", "x"])
+    assert len(probabilities) == 2
+    assert np.all((np.asarray(probabilities) >= 0) & (np.asarray(probabilities) <= 1))

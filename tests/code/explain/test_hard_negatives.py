@@ -163,3 +163,52 @@ def test_compare_before_after():
         hn.compare_before_after(before, after, ["gamma"])
     with pytest.raises(ParameterError, match="per_class_table"):
         hn.compare_before_after({"macro_f1": 0.3}, after, ["alpha"])
+
+
+# --- issue 12, item 4: a hard negative the label audit flags is a label to review -------------
+
+def _label_audit_table(rows):
+    """01's label audit table (data.label_audit's layout) holding ``rows`` of (id, label, issue)."""
+    from mlclf_utils.data import label_audit
+
+    return pd.DataFrame([{"rank": k + 1, "source_id": sid, "split": "train", "text": "t",
+                          "label": label, "given": label_audit.ABSENT if issue ==
+                          label_audit.MISSING else label_audit.PRESENT,
+                          "probability": 0.97, "issue": issue, "score": 0.03 + k / 100,
+                          "text_score": 0.1} for k, (sid, label, issue) in enumerate(rows)],
+                        columns=label_audit.COLUMNS)
+
+
+def test_a_hard_negative_flagged_as_probably_missing_is_set_aside_and_reported(tmp_path):
+    from mlclf_utils.data.label_audit import MISSING, WRONG
+
+    hard = hn.find_hard_negatives(TEXTS, LABELS, IDS, [("alpha", "zorblat"), ("beta", "zorblat")])
+    audit = _label_audit_table([
+        ("data.csv:2", "alpha", MISSING),  # a hard negative for alpha: set aside
+        ("data.csv:4", "beta", MISSING),  # carries beta already: not a hard negative for it
+        ("data.csv:6", "alpha", WRONG),  # another kind: kept
+        ("data.csv:6", "beta", MISSING),  # for beta, not alpha: only that row is set aside
+    ])
+    kept, review = hn.set_aside_flagged(hard, audit)
+    assert len(kept) + len(review) == len(hard)
+    assert list(zip(review["source_id"], review["class"])) == [("data.csv:2", "alpha"),
+                                                               ("data.csv:6", "beta")]
+    assert ("data.csv:2", "alpha") not in set(zip(kept["source_id"], kept["class"]))
+    assert ("data.csv:6", "alpha") in set(zip(kept["source_id"], kept["class"]))
+    assert list(review.columns) == hn.REVIEW_COLUMNS
+    assert "probably missing" in review["reason"].iloc[0]
+    note = hn.review_note(kept, review)
+    assert f"{len(kept)} hard negatives kept" in note and "2 set aside" in note
+    path = hn.save_labels_to_review(review, tmp_path / "labels_to_review.csv")
+    back = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert back["source_id"].tolist() == ["data.csv:2", "data.csv:6"]
+    assert back["probability"].astype(float).tolist() == [0.97, 0.97]
+
+
+def test_without_a_label_audit_nothing_is_set_aside_and_it_says_so():
+    hard = hn.find_hard_negatives(TEXTS, LABELS, IDS, [("alpha", "zorblat")])
+    kept, review = hn.set_aside_flagged(hard, None)
+    assert review is None and kept.equals(hard)
+    assert "none checked" in hn.review_note(kept, review)
+    with pytest.raises(DataError, match="label audit"):
+        hn.set_aside_flagged(hard, pd.DataFrame({"source_id": ["x"]}))

@@ -43,9 +43,12 @@ def test_copied_modules_import_only_copied_modules(relative):
 
 
 # Imported inside functions that an endpoint never calls: Classifier.from_model_dir (03's
-# folder, before a bundle exists), read_text_rows (the CLI's files) and the export itself.
+# folder, before a bundle exists), read_text_rows (the CLI's files), the export itself, the
+# command line's file helpers that predict still answers for (predict_io), and the ONNX backend
+# (endpoints run torch: model_fn never asks for backend="onnx").
 NOT_ON_AN_ENDPOINT = {"mlclf_utils.modeling.encoders", "mlclf_utils.data.sources",
-                      "mlclf_utils.serving.bundle"}
+                      "mlclf_utils.serving.bundle", "mlclf_utils.serving.predict_io",
+                      "mlclf_utils.serving.onnx_backend"}
 
 
 @pytest.mark.parametrize("relative", hosting.INFERENCE_MODULES)

@@ -36,6 +36,7 @@ def test_config_from_params_ignores_run_dir_and_checks_the_rest():
     ("min_support", 0), ("batch_size", 2.5), ("worst_n", True),
     ("threshold_fallback", "median"), ("threshold_shrinkage", -1.0),
     ("calibration_method", "isotonic"), ("plain_baseline", "yes"),
+    ("frozen_baseline", "no"), ("plain_budget", 0), ("plain_budget", 1.5),
     ("sweep_dir", True), ("sweep_dir", 3),
 ])
 def test_check_names_the_bad_parameter(name, value):
@@ -118,7 +119,8 @@ def trained_smoke_run(tmp_path_factory, smoke_csv, tiny_model_dir):
 @pytest.mark.slow
 def test_run_writes_the_report_that_read_report_returns(trained_smoke_run, tmp_path):
     run_dir = shutil.copytree(trained_smoke_run, tmp_path / "run")
-    summary = evaluate.run(run_dir, evaluate.Config(plain_baseline=False, sweep_dir=False))
+    summary = evaluate.run(run_dir, evaluate.Config(plain_baseline=False, frozen_baseline=False,
+                                                    sweep_dir=False))
     report = evaluate.read_report(run_dir)
     assert set(report) == {"test_at_0.5", "test_tuned", "validation_tuned", "comparison"}
     assert report["test_tuned"]["macro_f1"] == pytest.approx(summary["test_macro_f1"])
@@ -136,3 +138,21 @@ def test_run_writes_the_report_that_read_report_returns(trained_smoke_run, tmp_p
     # A run never overwrites another: a second run on the same directory is refused.
     with pytest.raises(Exception, match="already holds artifacts"):
         evaluate.run(run_dir, evaluate.Config(plain_baseline=False, sweep_dir=False))
+
+
+@pytest.mark.slow
+def test_run_compares_with_all_three_baselines_each_named_for_what_it_is(trained_smoke_run,
+                                                                          tmp_path):
+    """The frozen encoder (03's base model, here the tiny one) and the plain recipe on a
+    budget: no sweep, so it trains here on a quarter of 03's 8 steps and says so."""
+    from mlclf_utils.evaluation import comparison
+
+    run_dir = shutil.copytree(trained_smoke_run, tmp_path / "run")
+    summary = evaluate.run(run_dir, evaluate.Config(plain_budget=0.25, sweep_dir=False))
+    plain = comparison.plain_name(0.25)
+    assert plain == "plain BCE @ 0.5 (budget: 25% of 03's training)"
+    assert summary["models_compared"] == [evaluate.REFERENCE, evaluate.TFIDF, comparison.FROZEN,
+                                          plain]
+    plain_model = artifacts.path(run_dir, evaluate.STAGE, artifacts.PLAIN_BCE_DIR, "model")
+    recipe = artifacts.read_json(plain_model / artifacts.HYPERPARAMETERS, what="plain recipe")
+    assert recipe["max_steps"] == 2 and recipe["pos_weight_strategy"] == "none"

@@ -26,6 +26,7 @@ def test_config_defaults_are_the_notebooks():
 @pytest.mark.parametrize("name, value", [
     ("n_classes", 0), ("n_per_kind", -1), ("n_steps", 2.0), ("internal_batch_size", True),
     ("max_pairs", "8"), ("oversample_factor", 0), ("retrain", 1),
+    ("retrain_budget", 0), ("retrain_budget", 1.5),
 ])
 def test_check_names_the_bad_parameter(name, value):
     with pytest.raises(ParameterError, match=f"parameter {name}="):
@@ -80,3 +81,52 @@ def test_hard_negatives_read_back_as_written(tmp_path):
     back = explain.read_hard_negatives(tmp_path)
     assert back["labels"].tolist() == [[], ["alpha"]]
     assert back.drop(columns="labels").equals(table.drop(columns="labels"))
+
+
+def _inputs_with_train(run_dir, texts, label_lists, labels):
+    import datasets
+
+    from mlclf_utils.data.label_map import LabelMap
+
+    label_map = LabelMap(labels)
+    train = datasets.Dataset.from_dict({
+        "text": texts, "labels": [list(r) for r in label_map.to_multi_hot(label_lists)],
+        "source_id": [f"pk{i}" for i in range(len(texts))]})
+    return explain.Inputs(run_dir=run_dir, model_dir=run_dir, data_dir=run_dir, train_split=train,
+                          label_map=label_map, errors=pd.DataFrame())
+
+
+def test_a_flagged_hard_negative_is_excluded_counted_and_listed_for_review(tmp_path):
+    """On the demo, some hard negatives for uitoolkit::gtk mention gtk but lack the tag."""
+    from mlclf_utils.data import label_audit
+
+    texts = ["gtk image viewer", "a gtk frontend for mpd", "gtk theme", "ncurses player"]
+    labels = [["uitoolkit::gtk"], [], ["x11::theme"], ["sound"]]
+    inputs = _inputs_with_train(tmp_path, texts, labels, ["sound", "uitoolkit::gtk", "x11::theme"])
+    flagged = pd.DataFrame([{"rank": 1, "source_id": "pk1", "split": "train", "text": texts[1],
+                             "label": "uitoolkit::gtk", "given": label_audit.ABSENT,
+                             "probability": 0.96, "issue": label_audit.MISSING, "score": 0.04,
+                             "text_score": 0.2}])
+    label_audit.save_issues(flagged, artifacts.path(tmp_path, artifacts.PREPROCESS,
+                                                    artifacts.LABEL_AUDIT))
+    token_audit = pd.DataFrame({"class": ["uitoolkit::gtk"], "token": ["gtk"],
+                                "suspicious": [True]}).set_index(["class", "token"])
+    pairs, negatives, review = explain.find_hard_negatives(inputs, token_audit, explain.Config())
+    assert pairs == [("uitoolkit::gtk", "gtk")]
+    assert negatives["source_id"].tolist() == ["pk2"]
+    assert review["source_id"].tolist() == ["pk1"]
+    saved = explain.read_hard_negatives(tmp_path)
+    assert saved["source_id"].tolist() == ["pk2"]
+    listed = pd.read_csv(artifacts.path(tmp_path, explain.STAGE, artifacts.LABELS_TO_REVIEW),
+                         dtype=str)
+    assert listed["source_id"].tolist() == ["pk1"] and listed["class"].tolist() == ["uitoolkit::gtk"]
+
+
+def test_without_01s_label_audit_every_hard_negative_is_kept(tmp_path):
+    inputs = _inputs_with_train(tmp_path, ["gtk viewer", "gtk frontend"], [["gtk"], []],
+                                ["gtk", "other"])
+    token_audit = pd.DataFrame({"class": ["gtk"], "token": ["gtk"],
+                                "suspicious": [True]}).set_index(["class", "token"])
+    _, negatives, review = explain.find_hard_negatives(inputs, token_audit, explain.Config())
+    assert review is None and negatives["source_id"].tolist() == ["pk1"]
+    assert not artifacts.path(tmp_path, explain.STAGE, artifacts.LABELS_TO_REVIEW).exists()

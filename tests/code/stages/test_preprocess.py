@@ -198,3 +198,78 @@ def test_a_figure_name_01_does_not_draw_is_refused(tmp_path):
 def test_a_missing_report_names_the_file(tmp_path):
     with pytest.raises(DataError, match="preprocess_report.json"):
         preprocess.read_report(tmp_path)
+
+
+# --- issue 12, item 4: the model-based label audit --------------------------------------------
+
+@pytest.mark.parametrize("name, value", [("label_audit", "yes"), ("label_audit_folds", 1),
+                                         ("label_audit_folds", 2.5)])
+def test_bad_label_audit_parameters_are_named(name, value):
+    with pytest.raises(ParameterError, match=f"parameter {name}="):
+        PreprocessConfig(**{name: value})
+    with pytest.raises(ParameterError, match=f"parameter {name}="):
+        preprocess.check({name: value})
+
+
+@pytest.fixture(scope="module")
+def planted_01(tmp_path_factory, smoke_csv, tiny_model_dir):
+    """01 run headless on the smoke CSV with one tag removed from each of five texts that still
+    carry the data's own phrase for it."""
+    folder = tmp_path_factory.mktemp("planted-01")
+    source = pd.read_csv(smoke_csv)
+    rows = {}
+    for label, phrase in (("audio", "audio mixer"), ("database", "sql database"),
+                          ("network", "network daemon"), ("web", "serves pages over http"),
+                          ("security", "firewall helper")):
+        rows[next(i for i, (text, tags) in enumerate(zip(source["description"], source["tags"]))
+                  if phrase in text.lower() and label in tags.split(",") and i not in rows
+                  and len(tags.split(",")) > 1)] = label
+    for i, label in rows.items():
+        source.at[i, "tags"] = ",".join(t for t in source.at[i, "tags"].split(",") if t != label)
+    source.to_csv(folder / "planted.csv", index=False)
+    run_dir = folder / "run"
+    summary = preprocess.run(run_dir, smoke_config(folder / "planted.csv"))
+    return run_dir, summary, {(f"planted.csv:{i + 1}", label) for i, label in rows.items()}
+
+
+def test_run_writes_the_label_audit_table_figure_and_report(planted_01):
+    from mlclf_utils.data import label_audit
+
+    run_dir, summary, planted = planted_01
+    out = run_dir / preprocess.STAGE
+    assert (out / artifacts.LABEL_AUDIT).is_file()
+    assert (out / artifacts.FIGURES_DIR / label_audit.FIGURE).is_file()
+    issues = preprocess.read_label_audit(run_dir)
+    assert list(issues.columns) == label_audit.COLUMNS
+    report = preprocess.read_report(run_dir)["label_audit"]
+    assert report["issues"] == len(issues) == summary["label_issues"] > 0
+    assert report["folds"] == 5 and report["splits"] == ["train", "validation"]
+    table, _, _ = preprocess.load_artifacts(run_dir)
+    audited = table[table["split"] != "test"]
+    assert report["rows"] == len(audited)
+    assert set(issues["source_id"]) <= set(audited["source_id"])  # test is left to 04
+    # The planted pairs cleanlab flags are ranked first, and as missing. Confident learning
+    # flags a pair only when the model is surer than it is, on average, of the label's given
+    # positives; on these 361 texts the planted pairs are the lowest-scored of all 3,610, but only
+    # some pass that bar (tests/code/data/test_label_audit.py plants on all 401 and finds all).
+    planted = {(s, label) for s, label in planted if s in set(audited["source_id"])}
+    assert len(planted) >= 4
+    flagged = set(zip(issues["source_id"], issues["label"])) & planted
+    assert flagged
+    top = issues.head(len(flagged))
+    assert set(zip(top["source_id"], top["label"])) == flagged
+    assert (top["issue"] == label_audit.MISSING).all()
+    # reported, never changed: the saved labels are the ones the audit questions
+    given = dict(zip(audited["source_id"], audited["labels"]))
+    assert all(label not in given[s] for s, label in planted)
+    for source_id, label, kind in zip(issues["source_id"], issues["label"], issues["given"]):
+        assert (label in given[source_id]) == (kind == label_audit.PRESENT)
+
+
+def test_the_label_audit_can_be_switched_off(tmp_path, smoke_01):
+    run_dir, _ = smoke_01
+    table, label_map, _ = preprocess.load_artifacts(run_dir)
+    issues, summary = preprocess.audit_with_model(
+        tmp_path, table, label_map, PreprocessConfig(label_audit=False), show=False)
+    assert issues is None and summary == {"skipped": "label_audit=False"}
+    assert preprocess.read_label_audit(tmp_path) is None

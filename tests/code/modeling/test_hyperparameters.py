@@ -1,0 +1,39 @@
+"""The speed options of the training entry point: their defaults, their checks, their round trip."""
+
+import pytest
+
+from mlclf_utils.errors import ParameterError
+from mlclf_utils.modeling import hyperparameters
+
+
+def test_defaults_are_the_fused_adamw_without_compilation():
+    defaults = hyperparameters.build_parser().parse_args([])
+    assert (defaults.adamw, defaults.torch_compile) == ("fused", False)
+    for name in ("adamw", "torch_compile", "freeze_embeddings"):
+        assert name in hyperparameters.RECIPE_KEYS  # 04's and 05's retrains keep them
+
+
+def test_the_options_arrive_as_sagemaker_strings():
+    args = hyperparameters.check_hyperparameters(
+        {"adamw": "foreach", "torch_compile": "False", "freeze_embeddings": "true"})
+    assert (args.adamw, args.torch_compile, args.freeze_embeddings) == ("foreach", False, True)
+    argv = hyperparameters.to_argv({"adamw": "for_loop", "torch_compile": False})
+    assert argv == ["--adamw", "for_loop", "--torch_compile", "False"]
+
+
+def test_an_unknown_adamw_is_refused_by_name():
+    with pytest.raises(ParameterError, match="adamw"):
+        hyperparameters.check_hyperparameters({"adamw": "lion"})
+
+
+def test_torch_compile_without_a_compiler_fails_before_any_work(monkeypatch):
+    monkeypatch.setattr(hyperparameters.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(ParameterError, match=r"torch_compile=True.*C\+\+ compiler"):
+        hyperparameters.check_hyperparameters({"torch_compile": True})
+    hyperparameters.check_hyperparameters({"torch_compile": False})  # off: nothing to check
+
+
+def test_torch_compile_is_accepted_where_a_compiler_exists(monkeypatch):
+    monkeypatch.setattr(hyperparameters.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert hyperparameters.check_hyperparameters({"torch_compile": "true"}).torch_compile is True
