@@ -144,3 +144,37 @@ def keyword_kit():
 
     return SimpleNamespace(rare=RARE, keywords=KEYWORDS, rare_strong=RARE_STRONG,
                            scores=keyword_scores, train=train_keyword_model)
+
+
+def bold_classifier(model_name, labels, pooling="cls"):
+    """An untrained classifier with a bold random head (std 0.5). A fresh head is near zero, so
+    every text would score about 0.5 and order, cleaning or backend mistakes would hide under a
+    tolerance; the bolder head spreads the scores. The head is the model's last Linear."""
+    import torch
+
+    torch.manual_seed(0)
+    model = encoders.load_classifier(model_name, labels, pooling=pooling)
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.nn.init.normal_(head.weight, std=0.5)
+    return model
+
+
+def untrained_model_dir(path, model_name, labels, pooling="cls"):
+    """What 03 leaves behind, minus the training: weights, config, tokenizer, label map and
+    pos_weight, with ``bold_classifier``'s head."""
+    from mlclf_utils.data.label_map import LabelMap
+    from mlclf_utils.modeling import class_weights
+
+    bold_classifier(model_name, labels, pooling).save_pretrained(path)
+    encoders.load_tokenizer(model_name).save_pretrained(path)
+    LabelMap(labels).to_json(path / "label_map.json")
+    class_weights.save_pos_weight({label: 1.0 for label in labels}, path / "pos_weight.json")
+    return path
+
+
+@pytest.fixture(scope="session")
+def untrained():
+    """``bold_classifier`` and ``untrained_model_dir`` for test modules."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(classifier=bold_classifier, model_dir=untrained_model_dir)

@@ -92,12 +92,9 @@ def test_completeness_tiny_distilbert(explainer, text, label):
 
 
 @pytest.mark.slow
-def test_completeness_minilm(minilm_dir):
+def test_completeness_minilm(minilm_dir, untrained):
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = encoders.load_classifier(encoders.DEFAULT_MODEL, LABELS)
-    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-    torch.nn.init.normal_(head.weight, std=0.5)  # spread the scores away from 0.5
+    model = untrained.classifier(encoders.DEFAULT_MODEL, LABELS)  # scores spread away from 0.5
     tokenizer = encoders.load_tokenizer(encoders.DEFAULT_MODEL)
     text = "A command line tool to edit text files"
     # 20 steps hold completeness to a few percent of the change (measured: 1.6 %) ...
@@ -367,12 +364,9 @@ def test_explicit_token_ids(explainer):
 
 
 @pytest.mark.slow
-def test_batched_equals_per_pair_minilm(minilm_dir):
+def test_batched_equals_per_pair_minilm(minilm_dir, untrained):
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = encoders.load_classifier(encoders.DEFAULT_MODEL, LABELS)
-    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-    torch.nn.init.normal_(head.weight, std=0.5)
+    model = untrained.classifier(encoders.DEFAULT_MODEL, LABELS)
     tokenizer = encoders.load_tokenizer(encoders.DEFAULT_MODEL)
     batched, per_pair = _pair_of_explainers(model, tokenizer, n_steps=6, delta_tolerance=1.0)
     items = [("A command line tool to edit text files", 0), ("A command line tool to edit text "

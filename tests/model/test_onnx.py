@@ -13,13 +13,11 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from mlclf_utils.__main__ import main
 from mlclf_utils.data.cleaning import CleaningConfig
-from mlclf_utils.data.label_map import LabelMap
 from mlclf_utils.errors import DataError, ParameterError
-from mlclf_utils.modeling import class_weights, encoders
+from mlclf_utils.modeling import encoders
 from mlclf_utils.serving import bundle, onnx_export
 from mlclf_utils.serving.bundle_reader import ONNX_FILE, ONNX_INT8_FILE
 from mlclf_utils.serving.predict import Classifier
@@ -41,19 +39,6 @@ CHECK_TEXTS = TEXTS * 4
 CHECK_TARGETS = np.random.default_rng(0).integers(0, 2, (len(CHECK_TEXTS), len(LABELS)))
 
 
-def make_model_dir(path, model_name, pooling):
-    """03's model folder, minus the training: a bold random head spreads the scores."""
-    torch.manual_seed(0)
-    model = encoders.load_classifier(model_name, LABELS, pooling=pooling)
-    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-    torch.nn.init.normal_(head.weight, std=0.5)
-    model.save_pretrained(path)
-    encoders.load_tokenizer(model_name).save_pretrained(path)
-    LabelMap(LABELS).to_json(path / "label_map.json")
-    class_weights.save_pos_weight({label: 1.0 for label in LABELS}, path / "pos_weight.json")
-    return path
-
-
 def export(model_dir, out, **options):
     return bundle.export_bundle(model_dir, out, thresholds={x: 0.5 for x in LABELS},
                                 preprocess_config=PREPROCESS, calibration=CALIBRATION, **options)
@@ -65,9 +50,9 @@ def pooling(request):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_model_dir, pooling):
-    return make_model_dir(tmp_path_factory.mktemp(f"model-{pooling}") / "model",
-                          encoders.TINY_MODEL, pooling)
+def model_dir(tmp_path_factory, tiny_model_dir, pooling, untrained):
+    return untrained.model_dir(tmp_path_factory.mktemp(f"model-{pooling}") / "model",
+                               encoders.TINY_MODEL, LABELS, pooling)
 
 
 @pytest.fixture(scope="module")
@@ -236,8 +221,8 @@ def test_cli_export_onnx_then_predict(plain_bundle, torch_probs, tmp_path, capsy
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cls", "mean"])
-def test_packaged_minilm_exports_and_matches_torch(tmp_path, minilm_dir, kind):
-    model_dir = make_model_dir(tmp_path / "model", encoders.DEFAULT_MODEL, kind)
+def test_packaged_minilm_exports_and_matches_torch(tmp_path, minilm_dir, kind, untrained):
+    model_dir = untrained.model_dir(tmp_path / "model", encoders.DEFAULT_MODEL, LABELS, kind)
     out = bundle.export_bundle(model_dir, tmp_path / "bundle",
                                thresholds={x: 0.5 for x in LABELS},
                                preprocess_config={**PREPROCESS, "max_length": 128}, onnx=True)

@@ -21,11 +21,10 @@ import pytest
 import torch
 
 from mlclf_utils.serving import bundle
-from mlclf_utils.modeling import class_weights, encoders
+from mlclf_utils.modeling import encoders
 from mlclf_utils.__main__ import main
 from mlclf_utils.data.cleaning import CleaningConfig, clean_text
 from mlclf_utils.errors import DataError, ParameterError
-from mlclf_utils.data.label_map import LabelMap
 from mlclf_utils.serving.predict import Classifier
 from mlclf_utils.serving.hosting import (export_sagemaker_model, input_fn, model_fn,
                                              output_fn, predict_fn)
@@ -43,24 +42,10 @@ TEXTS = [
 ]
 
 
-def make_model_dir(path, model_name, labels=LABELS):
-    """What 03 leaves behind, minus the training: weights, config, tokenizer, label map, weights."""
-    torch.manual_seed(0)
-    model = encoders.load_classifier(model_name, labels)
-    # A fresh head is near zero, so every text would score ~0.5 and order or cleaning mistakes
-    # would hide under the tolerance; a bolder head spreads the scores. It is the last Linear.
-    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-    torch.nn.init.normal_(head.weight, std=0.5)
-    model.save_pretrained(path)
-    encoders.load_tokenizer(model_name).save_pretrained(path)
-    LabelMap(labels).to_json(path / "label_map.json")
-    class_weights.save_pos_weight({label: 1.0 for label in labels}, path / "pos_weight.json")
-    return path
-
-
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_model_dir):
-    return make_model_dir(tmp_path_factory.mktemp("trained") / "model", encoders.TINY_MODEL)
+def model_dir(tmp_path_factory, tiny_model_dir, untrained):
+    return untrained.model_dir(tmp_path_factory.mktemp("trained") / "model", encoders.TINY_MODEL,
+                               LABELS)
 
 
 @pytest.fixture(scope="module")
@@ -511,8 +496,8 @@ def test_bundle_loads_in_transformers_pipeline_with_the_same_probabilities(bundl
 
 
 @pytest.mark.slow
-def test_packaged_minilm_bundle_predicts(tmp_path, minilm_dir):
-    model_dir = make_model_dir(tmp_path / "model", encoders.DEFAULT_MODEL)
+def test_packaged_minilm_bundle_predicts(tmp_path, minilm_dir, untrained):
+    model_dir = untrained.model_dir(tmp_path / "model", encoders.DEFAULT_MODEL, LABELS)
     path = bundle.export_bundle(model_dir, tmp_path / "bundle",
                                 thresholds={label: 0.5 for label in LABELS},
                                 preprocess_config={**PREPROCESS, "max_length": 128})
