@@ -15,6 +15,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -242,16 +243,17 @@ class CtrlCAftermath:
             log.write(f"[mlclf runner] {text}\n")
 
 
-# ipykernel's line when it is interrupted while idle: jupyter_client interrupts every kernel
-# on its way to shutting it down, so a stage that ended well can leave just this behind.
-SHUTDOWN_INTERRUPT = "KeyboardInterrupt caught in kernel."
+# ipykernel's line when a SIGINT lands in one of its message handlers: jupyter_client interrupts
+# every kernel on its way to shutting it down, so a stage that ended well can leave just this
+# behind, as "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel." (traitlets' format).
+SHUTDOWN_INTERRUPT = re.compile(r"(\[\w+\] (\w+ \| )?)?KeyboardInterrupt caught in kernel\.?")
 
 
 def kernel_log_has_news(path: Path) -> bool:
     """Whether the kernel log says more than the shutdown's own interrupt."""
     with contextlib.suppress(OSError):
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        return any(line.strip() and line.strip() != SHUTDOWN_INTERRUPT for line in lines)
+        return any(line.strip() and not SHUTDOWN_INTERRUPT.fullmatch(line.strip()) for line in lines)
     return True
 
 

@@ -71,6 +71,8 @@ def base_run(base_result, shared_runs):
     first = manifest["stages"][0]["parameters"]
     assert first["model_name"] == "mlclf/tiny-random-distilbert" and first["seed"] == 42
     assert first["sample_size"] is None and "run_dir" not in first
+    logs = {p.name: p.read_text(errors="replace")[:2000] for p in run.glob("*.kernel.log")}
+    assert not logs, f"a clean stage left a kernel log: {logs}"
     assert {p.name for p in run.iterdir()} == {
         "manifest.json", "01_preprocess", "01_preprocess.ipynb", "02_save_data", "02_save_data.ipynb"}
     return run

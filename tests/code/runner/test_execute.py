@@ -90,10 +90,25 @@ def test_without_ctrl_c_the_runner_leaves_papermills_log_and_task_errors_alone(t
 
 
 def test_a_kernel_log_with_only_the_shutdown_interrupt_has_no_news(tmp_path):
-    quiet, noisy, empty = tmp_path / "a.log", tmp_path / "b.log", tmp_path / "c.log"
-    quiet.write_text("KeyboardInterrupt caught in kernel.\n\n")
-    noisy.write_text("KeyboardInterrupt caught in kernel.\nWARNING something real\n")
+    """The line as a real kernel writes it (traitlets' "[App] LEVEL |" prefix): a bare-string
+    match missed it, and the CLI tests' run directories kept a kernel log after a clean stage."""
+    import nbformat
+    import papermill
+
+    notebook = tmp_path / "in.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "get_ipython().kernel.log.error('KeyboardInterrupt caught in kernel.')")]), notebook)
+    real = tmp_path / "real.log"
+    papermill.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), progress_bar=False,
+                               kernel_name=execute.KERNEL_NAME, config=execute.kernel_config(),
+                               kernel_manager_class=execute._kernel_manager_class(real))
+    assert "KeyboardInterrupt caught in kernel." in real.read_text()
+    assert not execute.kernel_log_has_news(real)
+
+    bare, noisy, empty = tmp_path / "a.log", tmp_path / "b.log", tmp_path / "c.log"
+    bare.write_text("KeyboardInterrupt caught in kernel.\n\n")
+    noisy.write_text(real.read_text() + "[IPKernelApp] WARNING | something real\n")
     empty.write_text("")
-    assert not execute.kernel_log_has_news(quiet)
+    assert not execute.kernel_log_has_news(bare)
     assert execute.kernel_log_has_news(noisy)
     assert not execute.kernel_log_has_news(empty)
