@@ -169,12 +169,18 @@ def main(argv=None) -> int:
                      {"export_seconds": export_seconds}),
                     ("ONNX Runtime fp32: fused by the transformer optimizer (model.onnx)", fused,
                      {"export_seconds": fused_seconds, "fused_ops": ", ".join(facts["fused_ops"])})]
-        for per_channel in (False, True):
-            out = copy / f"int8-{'channel' if per_channel else 'tensor'}.onnx"
+        int8_kinds = [  # (file, per channel, op types, what the row says)
+            ("int8-all.onnx", True, None,
+             "dynamic, per channel, every op ONNX Runtime quantizes (embedding tables too)"),
+            ("int8-tensor.onnx", False, onnx_export.INT8_OP_TYPES,
+             "dynamic, per tensor, matrix products only"),
+            ("int8-channel.onnx", True, onnx_export.INT8_OP_TYPES,
+             "dynamic, per channel, matrix products only (model.int8.onnx)")]
+        for file, per_channel, op_types, kind in int8_kinds:
+            out = copy / file
             start = time.perf_counter()
-            onnx_export.quantize_onnx(fused, out, per_channel=per_channel)
-            kind = "per channel (model.int8.onnx)" if per_channel else "per tensor"
-            variants.append((f"ONNX Runtime int8: dynamic, {kind}", out,
+            onnx_export.quantize_onnx(fused, out, per_channel=per_channel, op_types=op_types)
+            variants.append((f"ONNX Runtime int8: {kind}", out,
                              {"export_seconds": round(time.perf_counter() - start, 1)}))
         out = copy / "int8-static.onnx"
         start = time.perf_counter()

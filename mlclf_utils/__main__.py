@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                                               "bundle and list it in its bundle.json")
     onnx.add_argument("bundle", metavar="BUNDLE", help="a bundle folder (04's bundle)")
     onnx.add_argument("--int8", action="store_true",
-                      help="also model.int8.onnx (dynamic int8, per channel), not judged here")
+                      help="also model.int8.onnx (dynamic int8 matrix products, per channel), not judged here")
     onnx.add_argument("--overwrite", action="store_true",
                       help="replace ONNX files the bundle already holds")
     onnx.add_argument("--threads", type=int, default=None)

@@ -160,10 +160,19 @@ def export_onnx(model_dir, out_path=None, *, optimize: bool = True, threads: int
             "tolerance": FP32_TOLERANCE}
 
 
-def quantize_onnx(src, dst=None, *, per_channel: bool = True) -> dict:
+# What int8 quantizes: the matrix products, where the time goes (the fused Attention holds the
+# query/key/value projection). The embedding tables are lookups that cost no arithmetic, so
+# int8 there buys only a smaller file; on the demo it doubled the largest probability change
+# (docs/benchmarks.md, the "all ops" row).
+INT8_OP_TYPES = ("MatMul", "Attention")
+
+
+def quantize_onnx(src, dst=None, *, per_channel: bool = True,
+                  op_types: tuple[str, ...] | None = INT8_OP_TYPES) -> dict:
     """Dynamic int8 weights for the matrix products of an ONNX model (activations quantized
     on the fly), per output channel by default: per-tensor scales cost more macro-F1 on the
-    demo (docs/benchmarks.md)."""
+    demo (docs/benchmarks.md). ``op_types=None`` is ONNX Runtime's own choice of ops, the
+    embedding tables included."""
     import logging
 
     import onnx
@@ -177,12 +186,16 @@ def quantize_onnx(src, dst=None, *, per_channel: bool = True) -> dict:
         # Fused ops (com.microsoft) defeat ONNX shape inference; their outputs are float.
         quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8,
                          per_channel=per_channel,
+                         op_types_to_quantize=None if op_types is None else list(op_types),
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         tmp.replace(dst)
     finally:
         tmp.unlink(missing_ok=True)
+    scales = "per channel" if per_channel else "per tensor"
+    ops = ("ONNX Runtime's default ops" if op_types is None
+           else f"{', '.join(op_types)} only (embeddings stay fp32)")
     return {"file": dst.name, "precision": "int8", "from": src.name,
-            "quantization": "dynamic, per channel" if per_channel else "dynamic, per tensor"}
+            "quantization": f"dynamic, {scales}, {ops}"}
 
 
 def _max_prob_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -103,6 +103,12 @@ def test_int8_is_integer_arithmetic_and_stays_close(onnx_bundle, torch_probs):
     kinds = {node.op_type for node in graph.graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger"} & kinds, kinds
     assert (onnx_bundle / ONNX_INT8_FILE).stat().st_size < (onnx_bundle / ONNX_FILE).stat().st_size
+    # the matrix products only: every embedding table stays a float initializer
+    tables = {i.name: i.data_type for i in graph.graph.initializer
+              if "embeddings" in i.name and i.name.endswith(".weight")}
+    assert tables and set(tables.values()) == {onnx.TensorProto.FLOAT}, tables
+    assert not any(node.op_type == "DynamicQuantizeLinear" and "embeddings" in node.name
+                   for node in graph.graph.node)
     probs = Classifier.load(onnx_bundle, backend="onnx", quantize=True).predict_proba(TEXTS)
     diff = np.abs(probs - torch_probs)
     assert diff.max() <= INT8_TOL and diff.max() > 0  # int8 really ran, and stayed close
