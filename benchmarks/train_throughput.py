@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import write_result  # noqa: E402
 
 TUTORIAL = {"padding": "max_length", "group_by_length": False, "bf16": False, "adamw": "fused",
-            "freeze_embeddings": False, "torch_compile": False}
+            "freeze_embeddings": False, "freeze_layers": 0, "torch_compile": False}
 DYNAMIC = {**TUTORIAL, "padding": "dynamic", "group_by_length": True}
 BEFORE = {**DYNAMIC, "bf16": True, "adamw": "for_loop"}  # 03's recipe before issue 14
 FUSED = {**BEFORE, "adamw": "fused"}
@@ -46,6 +46,8 @@ VARIANTS = {
     "foreach": ({**BEFORE, "adamw": "foreach"}, "+ foreach AdamW"),
     "fused": (FUSED, "+ fused AdamW"),
     "frozen": (FROZEN, "+ fused AdamW, frozen word embeddings"),
+    "frozen3": ({**FROZEN, "freeze_layers": 3},
+                "+ fused AdamW, frozen embeddings and bottom 3 of 6 layers"),
     "compiled": ({**FROZEN, "torch_compile": True}, "+ fused AdamW, frozen word embeddings, torch.compile"),
 }
 BASELINE, REFERENCE = "tutorial", "bf16"

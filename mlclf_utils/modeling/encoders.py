@@ -218,3 +218,53 @@ def load_classifier(model_name: str, labels: list[str], *, pooling: str = "cls")
         label2id={name: i for i, name in enumerate(labels)},
         problem_type="multi_label_classification",
     )
+
+
+# Where the stack of transformer blocks sits under ``base_model``: BERT/MiniLM and most
+# encoders, then DistilBERT.
+LAYER_PATHS = ("encoder.layer", "transformer.layer")
+
+
+def encoder_layers(model):
+    """The encoder's transformer blocks, bottom first. Found under ``base_model`` (the
+    encoder inside transformers' heads and inside ``MeanPoolingClassifier`` alike), so any
+    pooling sees the same blocks."""
+    import torch
+
+    for path in LAYER_PATHS:
+        holder = model.base_model
+        for part in path.split("."):
+            holder = getattr(holder, part, None)
+        if isinstance(holder, torch.nn.ModuleList):
+            return holder
+    raise ParameterError("freeze_layers", None,
+                         f"{type(model.base_model).__name__} keeps its layers under none of "
+                         f"{LAYER_PATHS}, so they cannot be frozen; use freeze_layers=0")
+
+
+def check_freeze_layers(layers: int, count: int, model_name: str) -> None:
+    """At least the top block must train: freezing them all leaves only the head."""
+    if not 0 <= layers < count:
+        raise ParameterError("freeze_layers", layers,
+                             f"{model_name} has {count} encoder layers: choose 0 to {count - 1}")
+
+
+def freeze_bottom(model, layers: int, model_name: str = "the model") -> int:
+    """``--freeze_layers``: fix the embeddings module (word, position, token-type embeddings
+    and its LayerNorm) and the bottom ``layers`` blocks; returns how many tensors it froze.
+
+    Why: when nothing below block ``layers`` needs a gradient, autograd's backward pass stops
+    there, so a step skips the frozen blocks' backward, and AdamW never sees their parameters
+    (the trainer builds its optimizer from those that require grad, which keeps fused AdamW's
+    one kernel over the rest). The head and the pooler always train."""
+    stack = encoder_layers(model)
+    check_freeze_layers(layers, len(stack), model_name)
+    if layers == 0:
+        return 0
+    embeddings = getattr(model.base_model, "embeddings", None)
+    if embeddings is None:
+        embeddings = model.get_input_embeddings()
+    frozen = [*embeddings.parameters(), *(p for block in stack[:layers] for p in block.parameters())]
+    for param in frozen:
+        param.requires_grad_(False)
+    return len(frozen)

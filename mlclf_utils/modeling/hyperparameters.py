@@ -43,8 +43,8 @@ NOTEBOOK_HYPERPARAMETERS = ("epochs", "learning_rate", "head_learning_rate",
 RECIPE_KEYS = ("model_name", "epochs", "learning_rate", "head_learning_rate", "batch_size",
                "eval_batch_size", "max_length", "padding", "group_by_length",
                "pos_weight_strategy", "pos_weight_floor", "pos_weight_cap", "pooling",
-               "head_init", "freeze_embeddings", "lr_scheduler_type", "adamw", "torch_compile",
-               "weight_decay",
+               "head_init", "freeze_embeddings", "freeze_layers", "lr_scheduler_type", "adamw",
+               "torch_compile", "weight_decay",
                "warmup_ratio", "gradient_accumulation_steps", "early_stopping_patience",
                "eval_steps", "max_steps", "seed", "bf16", "max_train_rows")
 
@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
              "fine-tuning (needs pooling=mean; usually with head_learning_rate none)")
     add("--freeze_embeddings", type=parse_bool, default=False,
         help="keep the word-embedding matrix fixed (half of MiniLM's parameters)")
+    add("--freeze_layers", type=int, default=0,
+        help="also keep the whole embeddings module and the bottom N encoder layers fixed "
+             "(N > 0 implies freeze_embeddings): backward stops above them; the head trains")
     add("--lr_scheduler_type", choices=LR_SCHEDULER_CHOICES, default="linear",
         help="transformers' learning-rate schedule after the warmup")
     add("--adamw", choices=ADAMW_CHOICES, default="fused",
@@ -206,6 +209,7 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         ("logging_steps", args.logging_steps >= 1, "must be >= 1"),
         ("threads", args.threads >= 0, "must be >= 0"),
         ("max_train_rows", args.max_train_rows >= 0, "must be >= 0"),
+        ("freeze_layers", args.freeze_layers >= 0, "must be >= 0"),
         ("max_steps", args.max_steps == -1 or args.max_steps > 0, "must be -1 (no limit) or > 0"),
     ]
     for name, ok, message in checks:
@@ -232,13 +236,18 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def check_model_limit(args: argparse.Namespace) -> None:
-    """A cut longer than the encoder's position table would crash in the first forward pass."""
+    """A cut longer than the encoder's position table would crash in the first forward pass;
+    freezing every layer would leave only the head to train (re-checked on the loaded model)."""
     from mlclf_utils.modeling import encoders
 
     limit = encoders.max_positions(args.model_name)
     if args.max_length > limit:
         raise ParameterError("max_length", args.max_length,
                              f"{args.model_name} accepts at most {limit} tokens")
+    if args.freeze_layers:
+        layers = getattr(encoders.load_config(args.model_name), "num_hidden_layers", None)
+        if isinstance(layers, int):
+            encoders.check_freeze_layers(args.freeze_layers, layers, args.model_name)
 
 
 def settle_shared(args: argparse.Namespace, train_dir) -> argparse.Namespace:

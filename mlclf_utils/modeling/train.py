@@ -186,6 +186,7 @@ def train(args: argparse.Namespace) -> dict:
     )
     if args.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
+    encoders.freeze_bottom(model, args.freeze_layers, args.model_name)  # 0: freezes nothing
     if args.head_init == "probe":  # LP-FT: the linear probe first, then fine-tune everything
         from mlclf_utils.modeling import pooling
 

@@ -37,3 +37,18 @@ def test_torch_compile_without_a_compiler_fails_before_any_work(monkeypatch):
 def test_torch_compile_is_accepted_where_a_compiler_exists(monkeypatch):
     monkeypatch.setattr(hyperparameters.shutil, "which", lambda name: f"/usr/bin/{name}")
     assert hyperparameters.check_hyperparameters({"torch_compile": "true"}).torch_compile is True
+
+
+def test_freeze_layers_parses_from_the_cli_and_from_sagemaker_strings():
+    parser = hyperparameters.build_parser()
+    assert parser.parse_args([]).freeze_layers == 0
+    assert parser.parse_args(["--freeze_layers", "3"]).freeze_layers == 3
+    assert hyperparameters.check_hyperparameters({"freeze_layers": "2"}).freeze_layers == 2
+    assert "freeze_layers" in hyperparameters.RECIPE_KEYS  # 04's and 05's retrains keep it
+    assert hyperparameters.to_argv({"freeze_layers": 3}) == ["--freeze_layers", "3"]
+
+
+@pytest.mark.parametrize("bad, reason", [(-1, "must be >= 0"), ("two", "not a whole number")])
+def test_a_bad_freeze_layers_is_refused_by_name(bad, reason):
+    with pytest.raises(ParameterError, match=f"freeze_layers={bad!r}: .*{reason}"):
+        hyperparameters.check_hyperparameters({"freeze_layers": bad})
