@@ -28,7 +28,8 @@ import os
 import shutil
 from pathlib import Path
 
-from mlclf_utils.serving.bundle_reader import MANIFEST_FILE, read_bundle
+from mlclf_utils.artifacts import write_json
+from mlclf_utils.serving.bundle_reader import MANIFEST_FILE, ONNX_FILES, read_bundle
 from mlclf_utils.errors import DataError, ParameterError
 
 JSON_TYPE = "application/json"
@@ -134,7 +135,8 @@ def output_fn(prediction, accept, context=None) -> str:
 
 
 def export_sagemaker_model(bundle_dir, out_dir) -> Path:
-    """A SageMaker model directory: bundle files at the root, handlers in ``code/``.
+    """A SageMaker model directory: bundle files at the root (the ONNX files left out: the
+    endpoint runs torch), handlers in ``code/``.
 
     Refuses an existing non-empty ``out_dir``. The bundle is checked first, so a broken bundle
     never reaches an endpoint.
@@ -146,11 +148,15 @@ def export_sagemaker_model(bundle_dir, out_dir) -> Path:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ParameterError("out_dir", str(out_dir), "already exists and is not empty; choose a "
                              "new folder or delete this one")
-    names = [entry["name"] for entry in info.manifest["files"]] + [MANIFEST_FILE]
+    # The container runs torch, so the ONNX files (about 140 MB with int8) stay behind, and the
+    # copy's bundle.json lists only what the copy holds.
+    manifest = {**info.manifest, "onnx": None,
+                "files": [e for e in info.manifest["files"] if e["name"] not in ONNX_FILES]}
     with staged_dir(out_dir) as tmp:
         (tmp / CODE_DIR / "mlclf_utils").mkdir(parents=True)
-        for name in names:
-            shutil.copyfile(info.path / name, tmp / name)
+        for entry in manifest["files"]:
+            shutil.copyfile(info.path / entry["name"], tmp / entry["name"])
+        write_json(tmp / MANIFEST_FILE, manifest)
         package = Path(__file__).resolve().parents[1]
         copied = tmp / CODE_DIR / "mlclf_utils"
         for name in INFERENCE_MODULES:

@@ -247,3 +247,19 @@ def test_an_export_that_disagrees_with_torch_is_refused_and_leaves_no_file(model
     with pytest.raises(DataError, match="disagrees with PyTorch"):
         onnx_export.export_onnx(folder)
     assert not [p.name for p in folder.iterdir() if "onnx" in p.name]
+
+
+def test_the_sagemaker_export_leaves_the_onnx_files_behind(onnx_bundle, torch_probs, tmp_path):
+    """The endpoint runs torch: the files would only add to model.tar.gz, and the copy's
+    bundle.json must list exactly what the copy holds."""
+    from mlclf_utils.serving.hosting import export_sagemaker_model
+
+    out = export_sagemaker_model(onnx_bundle, tmp_path / "sm")
+    assert (onnx_bundle / ONNX_FILE).is_file() and not list(out.glob("*.onnx"))
+    manifest = json.loads((out / "bundle.json").read_text())
+    assert manifest["onnx"] is None
+    assert {e["name"] for e in manifest["files"]} == {p.name for p in out.iterdir()
+                                                     if p.is_file() and p.name != "bundle.json"}
+    bundle.check_bundle(out)
+    np.testing.assert_allclose(Classifier.load(out).predict_proba(TEXTS, batch_size=2),
+                               torch_probs, atol=1e-6)
