@@ -58,6 +58,7 @@ def main(argv=None) -> int:
     step("benchmarks/train_throughput.py", "--run-dir", str(run), "--noise-seed", "43")
     step("benchmarks/bf16_quality.py", "--run-dir", str(run))
     step("benchmarks/inference_speed.py", "--bundle", str(run / "04_evaluate" / "bundle"))
+    step("benchmarks/held_out_pool.py", "--run-dir", str(run))
     step("benchmarks/long_documents.py", "--run-dir", str(run), "--work-dir",
          str(Path(tempfile.gettempdir()) / "mlclf-long-documents" / run.name))
     step("benchmarks/explain_speed.py", "--model-dir", str(run / "03_train" / "model"),
