@@ -71,6 +71,8 @@ RECIPES = {
     "lpft-e4": {**LPFT, "epochs": 4},
     "lpft-frozen-emb-e5": {**LPFT, "freeze_embeddings": True, "epochs": 5,
                            "early_stopping_patience": 0},
+    # issue 14's fastest training option (about 1.5x 03's steps/s): its quality over 3 epochs
+    "cls-frozen3": {**BASE, "freeze_layers": 3},
 }
 
 
