@@ -346,6 +346,37 @@ def test_dropped_rows_are_warned_about_in_one_line_naming_the_list(tmp_path, smo
                for text in shown), shown
 
 
+def ctrl_c_cli(args: list, shared_runs: Path, at, *, what: str, poll: float,
+               settle: float = 0.0) -> tuple[Path, str, int]:
+    """Start the CLI in its own process group, wait until ``at(run_folder)`` holds for the run
+    it creates, then send SIGINT to the group as a terminal's Ctrl-C does (after ``settle``
+    seconds more): the run, the CLI's stderr and its exit code."""
+    import signal
+    import time
+
+    env = {**os.environ, "MLCLF_RUNS_DIR": str(shared_runs)}
+    before = {p.name for p in shared_runs.iterdir()}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlclf_utils", *map(str, args)], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        run = None
+        while time.monotonic() < deadline and run is None and process.poll() is None:
+            for folder in {p.name for p in shared_runs.iterdir()} - before:
+                if at(shared_runs / folder):
+                    run = shared_runs / folder
+            time.sleep(poll)
+        assert run is not None, f"the run never reached {what}"
+        time.sleep(settle)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return run, stderr, process.returncode
+
+
 @pytest.fixture(scope="module")
 def interrupted(base_run, shared_runs):
     """``--to 04`` from the base run, stopped by Ctrl-C (SIGINT to the process group, as a
@@ -353,33 +384,12 @@ def interrupted(base_run, shared_runs):
 
     The walkthrough is off, so the signal lands in the fine-tuning; a Ctrl-C inside the
     walkthrough has its own fixture, ``interrupted_in_walkthrough``."""
-    import signal
-    import time
-
-    env = {**os.environ, "MLCLF_RUNS_DIR": str(shared_runs)}
-    before = {p.name for p in shared_runs.iterdir()}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlclf_utils", "run", "--resume", str(base_run), "--from", "03",
-         "--to", "04", "-p", "max_steps", "200", "-p", "eval_steps", "0", "-p", "teaching", "false",
-         "--no-progress"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        run = None
-        while time.monotonic() < deadline and run is None:
-            for folder in {p.name for p in shared_runs.iterdir()} - before:
-                if (shared_runs / folder / "03_train").is_dir():  # 03 is past its first cells
-                    run = shared_runs / folder
-            time.sleep(0.3)
-        assert run is not None, "the run never reached 03_train"
-        time.sleep(3)  # into the stage's work; the test asserts nothing about time
-        os.killpg(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    return run, stderr, process.returncode
+    return ctrl_c_cli(
+        ["run", "--resume", base_run, "--from", "03", "--to", "04", "-p", "max_steps", "200",
+         "-p", "eval_steps", "0", "-p", "teaching", "false", "--no-progress"], shared_runs,
+        lambda run: (run / "03_train").is_dir(),  # 03 is past its first cells
+        what="03_train", poll=0.3,
+        settle=3)  # into the stage's work; the test asserts nothing about time
 
 
 @pytest.mark.serial  # under a pytest-xdist worker the kernel dies at Ctrl-C instead of stopping
@@ -429,32 +439,14 @@ def interrupted_in_walkthrough(base_run, shared_runs):
     """03 alone from the base run, teaching on, stopped by Ctrl-C to the process group while
     the walkthrough's probe cell runs (seen in the executed notebook as papermill writes it, so
     the signal cannot land elsewhere): the run, the CLI's stderr and its exit code."""
-    import signal
-    import time
+    def in_probe_cell(run: Path) -> bool:
+        source = _running_cell_source(run / "03_train.ipynb")
+        return source is not None and WALKTHROUGH_PROBE_CELL in source
 
-    env = {**os.environ, "MLCLF_RUNS_DIR": str(shared_runs)}
-    before = {p.name for p in shared_runs.iterdir()}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlclf_utils", "run", "--resume", str(base_run), "--from", "03",
-         "--to", "03", "-p", "teaching", "true", "--no-progress"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        run = None
-        while time.monotonic() < deadline and run is None and process.poll() is None:
-            for folder in {p.name for p in shared_runs.iterdir()} - before:
-                source = _running_cell_source(shared_runs / folder / "03_train.ipynb")
-                if source is not None and WALKTHROUGH_PROBE_CELL in source:
-                    run = shared_runs / folder
-            time.sleep(0.2)
-        assert run is not None, f"03's walkthrough never ran a cell with {WALKTHROUGH_PROBE_CELL!r}"
-        os.killpg(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    return run, stderr, process.returncode
+    return ctrl_c_cli(
+        ["run", "--resume", base_run, "--from", "03", "--to", "03", "-p", "teaching", "true",
+         "--no-progress"], shared_runs, in_probe_cell,
+        what=f"a 03 walkthrough cell with {WALKTHROUGH_PROBE_CELL!r}", poll=0.2)
 
 
 @pytest.mark.serial  # under a pytest-xdist worker the kernel dies at Ctrl-C instead of stopping
