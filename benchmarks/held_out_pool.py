@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 from common import write_result  # noqa: E402
 from recipes import BOOTSTRAP, paired_bootstrap  # noqa: E402
 
+from mlclf_utils.serving.onnx_export import INT8_LIMIT_POINTS  # noqa: E402  (04's int8 limit)
+
 BAR_MACRO_POINTS, BAR_MICRO_POINTS = 5.0, 0.0  # issue 13: fine-tuned vs TF-IDF + LR
-INT8_LIMIT_POINTS = 0.5  # issue 14: int8 vs fp32
 
 
 def stage_parameters(run_dir: Path, stage: str) -> dict | None:
