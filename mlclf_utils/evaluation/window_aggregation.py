@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlclf_utils.errors import ParameterError
+from mlclf_utils.evaluation.calibration_maps import logit, sigmoid
 
 AGGREGATIONS = ("max", "mean")
 
@@ -99,10 +100,8 @@ def per_text_metrics(compute_metrics, owners, how: str = "max"):
 
     def per_text(eval_pred):
         logits = np.asarray(eval_pred.predictions, dtype=np.float64)
-        probs = aggregate(1.0 / (1.0 + np.exp(-logits)), owners, how=how)
-        probs = np.clip(probs, 1e-12, 1 - 1e-12)
+        probs = aggregate(sigmoid(logits), owners, how=how)
         labels = np.asarray(eval_pred.label_ids)[first_rows(owners)]
-        return compute_metrics(SimpleNamespace(predictions=np.log(probs / (1 - probs)),
-                                               label_ids=labels))
+        return compute_metrics(SimpleNamespace(predictions=logit(probs), label_ids=labels))
 
     return per_text

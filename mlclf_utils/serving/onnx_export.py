@@ -199,8 +199,7 @@ def quantize_onnx(src, dst=None, *, per_channel: bool = True,
 
 
 def _max_prob_diff(a: np.ndarray, b: np.ndarray) -> float:
-    def sigmoid(x):
-        return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    from mlclf_utils.evaluation.calibration_maps import sigmoid
 
     return float(np.abs(sigmoid(a) - sigmoid(b)).max())
 

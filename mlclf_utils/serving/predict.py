@@ -28,6 +28,7 @@ import numpy as np
 from mlclf_utils.serving.bundle_reader import (CONFIG_FILE, ONNX_FILE, ONNX_INT8_FILE, BundleInfo,
                                                read_bundle)
 from mlclf_utils.data.cleaning import CleaningConfig, clean_text
+from mlclf_utils.evaluation.calibration_maps import sigmoid
 from mlclf_utils.errors import DataError, ParameterError, SetupError, check_positive_int
 
 DEFAULT_THRESHOLD = 0.5
@@ -315,7 +316,7 @@ class Classifier:
         check_positive_int("batch_size", batch_size)
         encoded = self._encode(texts)
         logits = self.logits(encoded, batch_size=batch_size, progress=progress)
-        probabilities = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        probabilities = sigmoid(logits).astype(np.float32)
         if self.windows is not None:
             probabilities = self.windows.aggregate(probabilities, encoded)
         if self.calibration is not None:
