@@ -1,8 +1,11 @@
-"""Looking at explanations: a coloured-text figure, Captum's HTML table, a table per word,
-and the structure-only summary that 05's nbval check prints.
+"""Looking at explanations: a coloured-text figure, the same colours as an HTML table, a table
+per word, and the structure-only summary that 05's nbval check prints.
 
-Apart from ``mlclf_utils.explain.attributions`` (which computes them) so that explaining needs
-no plotting library and each module stays one concern.
+The figure and the HTML share one colour map (red raises the label's probability, blue lowers
+it, strength scaled to the text's strongest word): Captum's own text view colours positive green
+and negative red, so next to the figure the same red meant opposite things, and its "True Label"
+column is blank unless the caller fills it. Apart from ``mlclf_utils.explain.attributions``
+(which computes them) so that explaining needs no plotting library.
 """
 
 from __future__ import annotations
@@ -23,10 +26,41 @@ _LINE_HEIGHT_IN = 0.28
 _FONT_SIZE = 10
 
 
-def _colour(value: float, scale: float) -> tuple[float, float, float, float]:
+RAISES_RGB = (0.84, 0.15, 0.16)  # red: the word raises the label's probability
+LOWERS_RGB = (0.13, 0.40, 0.85)  # blue: it lowers it
+KEY = ("red: the word raises the label's probability; blue: lowers it "
+       "(colour scaled to each text's strongest word)")
+KIND_NAMES = {"fp": "false positive", "fn": "false negative",
+              "tp": "true positive", "tn": "true negative"}
+KIND_MEANINGS = {"fp": "predicted, but not a true label", "fn": "a true label, missed",
+                 "tp": "a true label, predicted", "tn": "not a true label, not predicted"}
+
+
+def word_colour(value: float, scale: float) -> tuple[float, float, float, float]:
+    """RGBA of one word, shared by the figure and the HTML so both mean the same thing."""
     strength = min(1.0, abs(value) / scale) if scale > 0 else 0.0
-    base = (0.84, 0.15, 0.16) if value > 0 else (0.13, 0.40, 0.85)
+    base = RAISES_RGB if value > 0 else LOWERS_RGB
     return (*base, 0.85 * strength)
+
+
+def _scale(e) -> float:
+    """The text's strongest |attribution|, over all its words (also those the figure cuts)."""
+    return float(np.max(np.abs(e.word_attributions))) if len(e.word_attributions) else 0.0
+
+
+def _kind_of(kinds, i: int) -> str | None:
+    if kinds is None:
+        return None
+    kind = kinds.get(i) if isinstance(kinds, dict) else kinds[i]
+    if kind is not None and kind not in KIND_NAMES:
+        raise ParameterError("kinds", kind, f"values must be one of {sorted(KIND_NAMES)}")
+    return kind
+
+
+def _check_per_explanation(name: str, values, n: int) -> None:
+    """A list needs one entry per explanation; a dict (position -> value) may hold more."""
+    if values is not None and not isinstance(values, dict) and len(values) != n:
+        raise ParameterError(name, f"{len(values)} entries", f"need one per explanation ({n})")
 
 
 def _wrap(words: list[str], width: int) -> list[list[int]]:
@@ -44,11 +78,13 @@ def _wrap(words: list[str], width: int) -> list[list[int]]:
     return lines
 
 
-def plot_attributions(explanations, path=None, *, max_words: int = 60):
+def plot_attributions(explanations, path=None, *, kinds=None, max_words: int = 60):
     """A PNG-friendly "coloured text" figure: red pushes the label's probability up, blue down.
 
     Static on purpose: GitHub strips the HTML/JS of notebook outputs but shows images. Colours
     are scaled per block to its largest |attribution|; at most ``max_words`` words are drawn.
+    ``kinds`` (position -> "fp"/"fn", as ``stages.explain.pick_mistakes`` gives it) names the
+    mistake in each block's title.
     """
     from mlclf_utils.figures import pyplot, save_figure
 
@@ -56,6 +92,7 @@ def plot_attributions(explanations, path=None, *, max_words: int = 60):
 
     explanations = check_explanations(explanations)
     check_positive_int("max_words", max_words)
+    _check_per_explanation("kinds", kinds, len(explanations))
     blocks = []
     for e in explanations:
         words = list(e.words[:max_words])
@@ -69,56 +106,84 @@ def plot_attributions(explanations, path=None, *, max_words: int = 60):
     ax.set_ylim(n_lines, 0)
     ax.axis("off")
     y = 0.5
-    for e, words, lines in blocks:
+    for block, (e, words, lines) in enumerate(blocks):
         flag = "" if e.delta_ok else "  NOT CONVERGED (raise n_steps)"
-        ax.text(0, y, f"{e.label}:  p = {e.probability:.3f}  "
+        kind = _kind_of(kinds, block)
+        named = f" ({KIND_NAMES[kind]})" if kind else ""
+        ax.text(0, y, f"{e.label}{named}:  p = {e.probability:.3f}  "
                       f"(baseline {e.baseline_probability:.3f}),  delta = {e.delta:.1e}{flag}",
                 fontsize=_FONT_SIZE, fontweight="bold", va="center", parse_math=False,
                 color="black" if e.delta_ok else "darkred")
         y += 1
         shown = e.word_attributions[:max_words]
-        scale = float(np.max(np.abs(shown))) if len(shown) else 0.0
+        scale = _scale(e)
         for line in lines:
             x = 0
             for i in line:
                 value = float(e.word_attributions[i]) if i < len(shown) else 0.0
                 ax.text(x, y, words[i], family="monospace", fontsize=_FONT_SIZE, va="center",
                         parse_math=False,
-                        bbox={"boxstyle": "square,pad=0.15", "facecolor": _colour(value, scale),
+                        bbox={"boxstyle": "square,pad=0.15", "facecolor": word_colour(value, scale),
                               "edgecolor": "none"})
                 x += len(words[i]) + 1
             y += 1
         y += 1
-    ax.text(0, y, "red: the word raises the label's probability; blue: lowers it "
-                  "(colour scaled to each text's strongest word)",
-            fontsize=_FONT_SIZE - 1, color="dimgray", va="center")
+    ax.text(0, y, KEY, fontsize=_FONT_SIZE - 1, color="dimgray", va="center")
     return save_figure(fig, path)
 
 
-def captum_html(explanations, *, true_labels=None):
-    """Captum's own HTML table (interactive notebooks only: GitHub does not render it).
+def _css(rgba: tuple[float, float, float, float]) -> str:
+    r, g, b, a = rgba
+    return f"rgba({round(r * 255)}, {round(g * 255)}, {round(b * 255)}, {a:.3f})"
 
-    Attributions are scaled per text to [-1, 1], the range Captum's colours expect; words are
-    HTML-escaped because Captum pastes them into the markup as they are.
+
+def _swatch(rgb, text: str) -> str:
+    return (f'<span style="background-color: {_css((*rgb, 0.85))}; padding: 0 4px">'
+            f"{html_lib.escape(text)}</span>")
+
+
+def attribution_html(explanations, *, kinds=None, true_labels=None):
+    """The figure's colours as an HTML table, every word shown; hover a word for its number.
+
+    Interactive notebooks only (GitHub does not render it; the figure is the view that travels).
+    ``true_labels``: the texts' true labels, one list (or None: not known) per explanation, so
+    that a false positive can be read against what the text really carries.
     """
-    from captum.attr import visualization as viz
-    from IPython.utils.capture import capture_output
+    from IPython.display import HTML
 
     explanations = check_explanations(explanations)
-    if true_labels is not None and len(true_labels) != len(explanations):
-        raise ParameterError("true_labels", f"{len(true_labels)} entries",
-                             f"need one per explanation ({len(explanations)})")
-    records = []
+    _check_per_explanation("kinds", kinds, len(explanations))
+    _check_per_explanation("true_labels", true_labels, len(explanations))
+    if isinstance(true_labels, dict):
+        raise ParameterError("true_labels", "a dict", "pass one list of labels per explanation")
+    cell = 'style="text-align: left; vertical-align: top; padding: 4px 8px"'
+    head = ["explained label", "mistake", "true labels", "p (baseline)", "words"]
+    rows = ["<tr>" + "".join(f"<th {cell}>{h}</th>" for h in head) + "</tr>"]
     for i, e in enumerate(explanations):
-        scale = float(np.max(np.abs(e.word_attributions))) if len(e.word_attributions) else 0.0
-        scaled = e.word_attributions / scale if scale > 0 else e.word_attributions
-        truth = "" if true_labels is None else true_labels[i]
-        records.append(viz.VisualizationDataRecord(
-            scaled, e.probability, e.label, html_lib.escape(str(truth)), e.label,
-            float(np.sum(e.word_attributions)), [html_lib.escape(w) for w in e.words], e.delta))
-    # visualize_text also calls display(); swallow that so a notebook shows the table once.
-    with capture_output(display=True):
-        return viz.visualize_text(records)
+        kind = _kind_of(kinds, i)
+        mistake = (f"<b>{KIND_NAMES[kind]}</b><br>{KIND_MEANINGS[kind]}" if kind else "")
+        if true_labels is None:
+            truth = ""
+        elif true_labels[i] is None:
+            truth = "(not known)"
+        else:
+            names = [str(x) for x in true_labels[i]]
+            truth = html_lib.escape(", ".join(names)) if names else "(none)"
+        flag = "" if e.delta_ok else "<br><b>not converged</b> (raise n_steps)"
+        scale = _scale(e)
+        words = " ".join(
+            f'<span title="{float(v):+.4f}" style="background-color: {_css(word_colour(v, scale))};'
+            f' padding: 0 2px; line-height: 1.8">{html_lib.escape(w)}</span>'
+            for w, v in zip(e.words, e.word_attributions))
+        cells = [html_lib.escape(e.label), mistake, truth,
+                 f"{e.probability:.3f} ({e.baseline_probability:.3f}){flag}", words]
+        rows.append("<tr>" + "".join(f"<td {cell}>{c}</td>" for c in cells) + "</tr>")
+    legend = (f"<p>{_swatch(RAISES_RGB, 'red')}: the word raises the explained label's "
+              f"probability; {_swatch(LOWERS_RGB, 'blue')}: lowers it. Colour scaled to each "
+              "text's strongest word; hover a word for its attribution. p: the label's "
+              "probability for the text; baseline: for the text with its words replaced by "
+              "[PAD].</p>")
+    return HTML(f"<div>{legend}<table>{''.join(rows)}</table></div>")
 
 
 def explanations_table(explanations) -> pd.DataFrame:

@@ -9,13 +9,15 @@ named, not a longer word that merely starts with it.
 
 from __future__ import annotations
 
+import html as html_lib
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mlclf_utils.errors import DataError, MlclfError, ParameterError, require_columns
+from mlclf_utils.errors import (DataError, MlclfError, ParameterError, check_positive_int,
+                                require_columns)
 from mlclf_utils.explain.token_audit import check_train, words_of
 
 DEFAULT_REASON = "contains {token!r}, a shortcut word for {class!r}, without that label"
@@ -134,6 +136,48 @@ def review_note(negatives: pd.DataFrame, review: pd.DataFrame | None) -> str:
     classes = ", ".join(f"{c} {n}" for c, n in review["class"].value_counts().items())
     return (f"{kept}; {len(review)} set aside as labels to review, because 01's label audit "
             f"flags their class as probably missing" + (f" ({classes})" if classes else ""))
+
+
+class WholeCells:
+    """A table that a notebook shows with every cell whole and a caption saying what is shown.
+
+    pandas cuts cells at ``display.max_colwidth`` (50 characters), which hid the reason and
+    most of each text; the option is lifted only while this table renders, not globally.
+    """
+
+    def __init__(self, frame: pd.DataFrame, caption: str = ""):
+        self.frame, self.caption = frame, caption
+
+    def _repr_html_(self) -> str:
+        with pd.option_context("display.max_colwidth", None):
+            table = self.frame.to_html(notebook=True)
+        head = f"<p>{html_lib.escape(self.caption)}</p>" if self.caption else ""
+        return f"<div>{head}{table}</div>"
+
+    def __repr__(self) -> str:
+        with pd.option_context("display.max_colwidth", None):
+            table = self.frame.to_string()  # every column: repr() elides the middle ones
+        return f"{self.caption}\n{table}" if self.caption else table
+
+
+VIEW_COLUMNS = ["source_id", "class", "token", "reason", "labels", "text"]
+
+
+def table_view(table: pd.DataFrame, *, per_pair: int = 2) -> WholeCells:
+    """05's view of a hard-negative table or a labels-to-review table: at most ``per_pair`` rows
+    per (class, word) pair (head() showed the first pair only), every cell whole, labels as a
+    comma list, the audit's numbers to 3 places; the caption counts the rows left out."""
+    require_columns(table, COLUMNS, "table", "a hard-negative or labels-to-review table")
+    check_positive_int("per_pair", per_pair)
+    shown = table.groupby(["class", "token"], sort=False).head(per_pair)
+    extra = [c for c in ("probability", "score") if c in table.columns]
+    view = shown[VIEW_COLUMNS + extra].reset_index(drop=True)
+    view["labels"] = [", ".join(labels) if len(labels) else "(none)" for labels in view["labels"]]
+    view[extra] = view[extra].astype(float).round(3)
+    n_pairs = table.groupby(["class", "token"]).ngroups
+    caption = (f"{len(view)} of {len(table)} rows: at most {per_pair} for each of the {n_pairs} "
+               "(class, word) pairs; the CSV holds every row") if len(table) else "no rows"
+    return WholeCells(view, caption)
 
 
 def load_hard_negatives(path) -> pd.DataFrame:

@@ -186,6 +186,31 @@ def top_tokens_per_class(audit: pd.DataFrame, n: int = 5) -> pd.DataFrame:
     return ordered.groupby("class", sort=True).head(n).reset_index(drop=True)
 
 
+VIEW_COLUMNS = ["class", "token", "n_explanations", "mean_positive_attribution", "lift",
+                "train_occurrences", "class_occurrences", "fp_driver", "suspicious"]
+
+
+def top_tokens_view(audit: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """``top_tokens_per_class`` for reading: the columns the suspicion rule uses (``exclusivity``
+    and ``class_prior`` are the two halves of ``lift``; token_audit.csv has them), rounded."""
+    top = top_tokens_per_class(audit, n)[VIEW_COLUMNS]
+    return top.round({"mean_positive_attribution": 3, "lift": 2})
+
+
+def suspicious_note(audit: pd.DataFrame) -> str:
+    """How many (class, word) pairs are suspicious, by which rule, and how many rare words the
+    audit left out (``audit_tokens`` only logs that count)."""
+    _check_audit(audit)
+    rule = audit.attrs.get("rule", "see token_audit.audit_tokens")
+    note = (f"{int(audit['suspicious'].sum())} of {len(audit)} (class, word) pairs are "
+            f"suspicious: {rule}")
+    dropped = audit.attrs.get("dropped_rare_tokens")
+    if dropped:
+        note += (f"; {dropped} more pairs left out, their word being in fewer than "
+                 f"{audit.attrs.get('min_occurrences')} train texts")
+    return note
+
+
 def plot_top_tokens(audit: pd.DataFrame, path=None, n: int = 5, classes=None):
     """One bar panel per class: mean positive attribution of its top words, lift written on
     the bar, suspicious words in red, so shortcut candidates stand out at a glance."""

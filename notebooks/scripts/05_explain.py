@@ -69,21 +69,29 @@ print("run directory:", run_dir.name, "| test texts with an error:", int((errors
 
 # %%
 items, kinds, weakest = explain.pick_mistakes(inputs, config)
-print(f"{len(items)} (text, label) pairs from the classes {weakest}")
+print(f"{len(items)} (text, label) pairs from the classes:", ", ".join(weakest))
 explanations = explain.explain_mistakes(inputs, explainer, items)  # also attributions.parquet
 print("explanations with a convergence delta above tolerance:",
       sum(not e.delta_ok for e in explanations), "of", len(explanations))
 
 # %% [markdown]
-# Red words pushed the probability of the label up, blue words pushed it down. For a **false positive**
-# (title says `fp`), the red words are what fooled the model; for a **false negative**, look for the
-# evidence the model ignored.
+# Red words pushed the probability of the label up, blue words pushed it down; the stronger the colour,
+# the larger the push, relative to the text's strongest word. For a **false positive** (the title says
+# so: the model gave the label, the text does not carry it), the red words are what fooled the model;
+# for a **false negative** (a true label the model missed), look for the evidence it ignored.
 
 # %%
-explain.plot_explanations(inputs, explanations);
+explain.plot_explanations(inputs, explanations, kinds=kinds);
+
+# %% [markdown]
+# The same explanations as a table, in the **same colours** (red raises, blue lowers; the legend is on
+# top), with every word and each text's **true labels**, so a false positive can be read against what
+# the text really carries. Hover a word for its attribution. We draw this table ourselves rather than
+# with Captum's text view, whose green-for-positive would give red the opposite meaning here. It needs
+# a live notebook (GitHub does not render it); the figure above is the copy that travels.
 
 # %%
-attribution_views.captum_html(explanations[:explain.SHOWN])
+explain.show_explanations(inputs, items, explanations, kinds)
 
 # %% [markdown]
 # ## 2 · The over-fitted token audit
@@ -93,11 +101,18 @@ attribution_views.captum_html(explanations[:explain.SHOWN])
 # A word with lift 10 appears in texts of the class ten times more often than chance. Words that
 # combine a high attribution, a high lift and at least one false positive they drove are flagged as
 # shortcut candidates.
+#
+# The table's columns: `n_explanations`, the class's explanations that contain the word;
+# `mean_positive_attribution`, its push toward the class averaged over those (pushes down count as 0);
+# `train_occurrences`, the training texts that contain it, and `class_occurrences`, those of them that
+# carry the class (lift is `class_occurrences / train_occurrences` divided by the class's share of all
+# training texts); `fp_driver`, the false positives in which it was the strongest word. `token_audit.csv` has every word, with the two
+# halves of lift (`exclusivity`, `class_prior`).
 
 # %%
 audit = explain.audit_tokens(inputs, explanations, kinds)  # also token_audit.csv
-display(token_audit.top_tokens_per_class(audit, n=3))
-print(f"{int(audit['suspicious'].sum())} suspicious (class, word) pairs")
+display(token_audit.top_tokens_view(audit, n=3))
+print(token_audit.suspicious_note(audit))
 explain.plot_top_tokens(inputs, audit);
 
 # %% [markdown]
@@ -112,14 +127,19 @@ explain.plot_top_tokens(inputs, audit);
 # is set aside as a **label to review** (`labels_to_review.csv`, with the audit's probability and
 # score), and counted below. Oversampling it would teach the model that a probably-correct label is
 # wrong.
+#
+# Both tables show a few rows per (class, word) pair, with each text, its labels and the reason whole.
+# In the review table, `probability` is the audit model's probability that the text carries the class
+# (it never saw the text while fitting), and `score` is cleanlab's label quality score for the given
+# "absent" (low: the audit is confident the label is missing).
 
 # %%
 pairs, negatives, to_review = explain.find_hard_negatives(inputs, audit, config)  # also hard_negatives.csv
 print(f"{len(negatives)} hard negatives for {len(pairs)} pairs")
 print(hard_negatives.review_note(negatives, to_review))
-display(negatives.head(10))
+display(hard_negatives.table_view(negatives))
 if to_review is not None:
-    display(to_review.head(10))  # also labels_to_review.csv
+    display(hard_negatives.table_view(to_review))  # also labels_to_review.csv
 
 # %% [markdown]
 # ## 4 · Retrain with the hard negatives oversampled

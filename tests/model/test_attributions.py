@@ -17,9 +17,10 @@ import torch
 
 from mlclf_utils import artifacts
 from mlclf_utils.modeling import encoders
-from mlclf_utils.explain.attribution_views import captum_html, explanations_table, plot_attributions
+from mlclf_utils.explain.attribution_views import (attribution_html, explanations_table,
+                                                    plot_attributions)
 from mlclf_utils.explain.attributions import Explainer, Explanation
-from mlclf_utils.errors import DataError, ParameterError
+from mlclf_utils.errors import DataError, ParameterError, TruncationWarning
 
 LABELS = ["alpha", "beta", "gamma"]
 FILLER = "the a simple fast tool for program file data text user system library".split()
@@ -127,7 +128,7 @@ def test_words_keep_the_texts_spelling(explainer):
 
 def test_truncation_like_training(explainer):
     long_text = " ".join(["zorblat"] + ["library"] * 40)
-    with pytest.warns(UserWarning, match="longer than max_length"):
+    with pytest.warns(TruncationWarning, match="longer than max_length"):
         e = Explainer(explainer.model, explainer.tokenizer, n_steps=8, max_length=12,
                       delta_tolerance=1.0).explain(long_text, "alpha")
     assert len(e.tokens) == 12 and e.tokens[-1] == "[SEP]"
@@ -210,7 +211,7 @@ def test_explain_many_and_model_dir(fitted, tmp_path):
         warnings.simplefilter("error", UserWarning)  # nothing truncated, everything converged
         many = explainer.explain_many([(TEXT, "alpha"), ("lantern tool", "beta")], progress=False)
     assert [e.label for e in many] == ["alpha", "beta"]
-    with pytest.warns(UserWarning, match="1 of 2 texts were longer"):
+    with pytest.warns(TruncationWarning, match="1 of 2 texts were longer"):
         explainer.explain_many([(TEXT, 0), (" ".join(["text"] * 40), 0)], progress=False)
     with pytest.raises(ParameterError, match="items"):
         explainer.explain_many([TEXT], progress=False)
@@ -227,10 +228,12 @@ def test_figure_html_and_table(explainer, tmp_path):
     assert "zorblat" in texts and any("+2 words" in t for t in texts)
     assert any(t.startswith("alpha:") and "delta" in t for t in texts)
 
-    html = captum_html(explanations).data
+    html = attribution_html(explanations, kinds={0: "fp", 1: "fn"},
+                            true_labels=[["beta"], ["beta"]]).data
     for word in ("zorblat", "unbelievably", "lantern"):
         assert word in html
     assert "&lt;" in html and "<b>tool" not in html  # words are escaped
+    assert "false positive" in html and "false negative" in html and "beta" in html
 
     table = explanations_table(explanations)
     assert len(table) == len(explanations[0].words) + len(explanations[1].words)

@@ -212,3 +212,42 @@ def test_without_a_label_audit_nothing_is_set_aside_and_it_says_so():
     assert "none checked" in hn.review_note(kept, review)
     with pytest.raises(DataError, match="label audit"):
         hn.set_aside_flagged(hard, pd.DataFrame({"source_id": ["x"]}))
+
+
+LONG = ("a graphical zorblat frontend for the command line tools of the kettle suite, with a "
+        "settings dialog, a tray icon and a manual")
+
+
+def test_the_notebook_view_shows_every_cell_whole_a_few_rows_per_pair():
+    """05 displayed head(10): every row from the first pair, text and reason cut at 50 chars."""
+    texts = [LONG, LONG, LONG, "zorblat kettle", "zorblat kettle", "an alpha text"]
+    labels = [[], [], ["beta", "gamma"], ["beta"], [], ["alpha"]]
+    table = hn.find_hard_negatives(texts, labels, [f"r{i}" for i in range(6)],
+                                   [("alpha", "zorblat"), ("beta", "kettle")])
+    assert len(table) == 5 + 3
+    view = hn.table_view(table, per_pair=3)
+    html, text = view._repr_html_(), repr(view)
+    reason = table["reason"].iloc[0]
+    assert len(reason) > 50 and len(LONG) > 50
+    for shown in (html, text):
+        assert reason in shown and LONG in shown
+        assert "6 of 8 rows: at most 3 for each of the 2 (class, word) pairs" in shown
+    assert view.frame["class"].tolist() == ["alpha"] * 3 + ["beta"] * 3
+    assert view.frame["labels"].tolist() == ["(none)", "(none)", "beta, gamma"] + ["(none)"] * 3
+    assert pd.get_option("display.max_colwidth") == 50  # lifted only while rendering
+    assert "no rows" in repr(hn.table_view(table.iloc[:0]))
+    with pytest.raises(DataError, match="table"):
+        hn.table_view(table.drop(columns="reason"))
+    with pytest.raises(ParameterError, match="per_pair"):
+        hn.table_view(table, per_pair=0)
+
+
+def test_the_review_view_keeps_the_audit_numbers_rounded():
+    from mlclf_utils.data.label_audit import MISSING
+
+    hard = hn.find_hard_negatives(TEXTS, LABELS, IDS, [("alpha", "zorblat")])
+    _, review = hn.set_aside_flagged(hard, _label_audit_table([("data.csv:2", "alpha", MISSING)]))
+    view = hn.table_view(review)
+    assert list(view.frame.columns)[-2:] == ["probability", "score"]
+    assert review["reason"].iloc[0] in view._repr_html_()
+    assert view.frame["probability"].tolist() == [round(float(review["probability"].iloc[0]), 3)]
