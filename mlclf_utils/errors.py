@@ -2,11 +2,15 @@
 
 Every error raised for bad input names the place: a file, a row, a column or a parameter.
 A bare ``KeyError`` from pandas deep inside a notebook teaches nothing, so the stages raise
-these instead.
+these instead. One warning lives here too: ``TruncationWarning``, the expected cut of long
+texts, which ``truncation_lines`` turns into a plain printed line inside a stage.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,3 +88,60 @@ def check_positive_int(name: str, value) -> int:
             or not isinstance(value, numbers.Integral) or value < 1:
         raise ParameterError(name, value, "must be a positive integer")
     return int(value)
+
+
+class TruncationWarning(UserWarning):
+    """Texts longer than the model's ``max_length`` were cut, as 01 cut them for training.
+
+    A caller of ``Classifier`` or ``Explainer`` gets it as a warning, since nothing else tells
+    them. Inside a stage the cut is expected (01 reported the share), so ``truncation_lines``
+    prints it as one plain line instead of a red box."""
+
+    def __init__(self, message: str, *, cut: int | None = None, total: int | None = None,
+                 max_length: int | None = None, explained: bool = False) -> None:
+        super().__init__(message)  # keywords optional: warnings.warn("...", TruncationWarning)
+        self.cut, self.total, self.max_length, self.explained = cut, total, max_length, explained
+
+    def line(self, where: str = "") -> str:
+        """The plain sentence a stage prints, with ``where`` (a split, a model) in front."""
+        head = f"{where}: " if where else ""
+        if self.cut is None:
+            return head + str(self)
+        kept = ("only their first tokens are explained" if self.explained
+                else f"they were cut to their first {self.max_length}")
+        return (f"{head}{self.cut} of {self.total} texts were longer than {self.max_length} "
+                f"tokens; {kept}, the same cut as in training (01 reported the share)")
+
+
+# The lines already printed by the outermost truncation_lines block, shared with the blocks
+# nested in it, so that a second model scored on the same split repeats nothing.
+_PRINTED: contextvars.ContextVar = contextvars.ContextVar("mlclf_truncation_lines", default=None)
+
+
+@contextlib.contextmanager
+def truncation_lines(where: str = ""):
+    """Inside the block, each ``TruncationWarning`` is printed once as a plain line (``where``
+    in front) instead of shown as a warning; every other warning is left as it was."""
+    token = _PRINTED.set(set()) if _PRINTED.get() is None else None
+    printed = _PRINTED.get()
+    with warnings.catch_warnings():  # restores the filters and showwarning on the way out
+        # Always: a stage says every cut once, whatever a registry saw earlier; the set dedups.
+        warnings.simplefilter("always", TruncationWarning)
+        previous = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, TruncationWarning):
+                return previous(message, category, filename, lineno, file, line)
+            text = (message.line(where) if isinstance(message, TruncationWarning)
+                    else TruncationWarning(str(message)).line(where))
+            if text not in printed:
+                printed.add(text)
+                print(text, flush=True)
+            return None
+
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            if token is not None:
+                _PRINTED.reset(token)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlclf_utils.errors import truncation_lines
 from mlclf_utils.evaluation import metrics, thresholds
 from mlclf_utils.serving.predict import Classifier
 
@@ -24,12 +25,16 @@ def tuned_threshold_values(y_val, probs_val, labels, *, min_support: int = 5,
 def evaluate_model_dir(model_dir, validation, test, labels, *, min_support: int = 5,
                        fallback="global", batch_size: int = 64, windows=None) -> dict:
     """``validation``/``test``: 02 splits, one row per text (datasets with ``text`` and
-    ``labels``); ``windows``: 01's window settings when it cut long texts into windows."""
+    ``labels``); ``windows``: 01's window settings when it cut long texts into windows.
+    Texts cut at max_length are a printed line per split, as in 04; inside an outer
+    ``truncation_lines`` block, a second model on the same splits repeats none of them."""
     classifier = Classifier.from_model_dir(model_dir, windows=windows)
     y_val = np.asarray(validation["labels"], dtype=np.int8)
     y_test = np.asarray(test["labels"], dtype=np.int8)
-    probs_val = classifier.predict_proba(validation["text"], batch_size=batch_size)
-    probs_test = classifier.predict_proba(test["text"], batch_size=batch_size)
+    with truncation_lines("validation"):
+        probs_val = classifier.predict_proba(validation["text"], batch_size=batch_size)
+    with truncation_lines("test"):
+        probs_test = classifier.predict_proba(test["text"], batch_size=batch_size)
     tuned = thresholds.tune_thresholds(y_val, probs_val, labels, min_support=min_support,
                                        fallback=fallback)
     values = thresholds.thresholds_array(tuned, labels)

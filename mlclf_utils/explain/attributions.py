@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlclf_utils.errors import DataError, ParameterError, check_positive_int
+from mlclf_utils.errors import DataError, ParameterError, TruncationWarning, check_positive_int
 
 # Changes in probability smaller than this are judged on an absolute scale (see module doc).
 DELTA_FLOOR = 1e-2
@@ -238,9 +238,10 @@ class Explainer:
         else:
             explanation, truncated = self._explain(text, label)
         if truncated:
-            warnings.warn(f"the text is longer than max_length={self.max_length} tokens; only "
-                          "its first tokens are explained (as the model saw them in training)",
-                          stacklevel=2)
+            warnings.warn(TruncationWarning(
+                f"the text is longer than max_length={self.max_length} tokens; only its first "
+                "tokens are explained (as the model saw them in training)", cut=1, total=1,
+                max_length=self.max_length, explained=True), stacklevel=2)
         _warn_unconverged([explanation], self.n_steps)
         return explanation
 
@@ -281,9 +282,11 @@ class Explainer:
                 out.append(explanation)
                 truncated += cut
         if truncated:
-            warnings.warn(f"{truncated} of {len(items)} texts were longer than max_length="
-                          f"{self.max_length} tokens; only their first tokens are explained",
-                          stacklevel=2)
+            warnings.warn(TruncationWarning(
+                f"{truncated} of {len(items)} texts were longer than max_length="
+                f"{self.max_length} tokens; only their first tokens are explained",
+                cut=truncated, total=len(items), max_length=self.max_length, explained=True),
+                stacklevel=2)
         _warn_unconverged(out, self.n_steps)
         return out
 

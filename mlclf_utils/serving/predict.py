@@ -29,7 +29,8 @@ from mlclf_utils.serving.bundle_reader import (CONFIG_FILE, ONNX_FILE, ONNX_INT8
                                                read_bundle)
 from mlclf_utils.data.cleaning import CleaningConfig, clean_text
 from mlclf_utils.evaluation.calibration_maps import sigmoid
-from mlclf_utils.errors import DataError, ParameterError, SetupError, check_positive_int
+from mlclf_utils.errors import (DataError, ParameterError, SetupError, TruncationWarning,
+                                 check_positive_int)
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_BATCH_SIZE = 64
@@ -255,8 +256,10 @@ class Classifier:
                 encoded[i] = ids[: limit - 1] + [sep if sep is not None else ids[-1]]
                 truncated += 1
         if truncated:
-            warnings.warn(f"{truncated} of {len(texts)} texts were longer than max_length="
-                          f"{limit} tokens and were truncated (as in training)", stacklevel=3)
+            warnings.warn(TruncationWarning(
+                f"{truncated} of {len(texts)} texts were longer than max_length={limit} tokens "
+                "and were truncated (as in training)", cut=truncated, total=len(texts),
+                max_length=limit), stacklevel=3)
         return encoded
 
     def _pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlclf_utils import artifacts
-from mlclf_utils.errors import DataError, ParameterError, check_positive_int
+from mlclf_utils.errors import DataError, ParameterError, check_positive_int, truncation_lines
 from mlclf_utils.evaluation import comparison as baseline_comparison
 from mlclf_utils.evaluation.comparison import PLAIN, REFERENCE, TFIDF  # noqa: F401 (04's names)
 
@@ -116,13 +116,17 @@ def load_inputs(run_dir) -> Inputs:
 
 def predict_probabilities(inputs: Inputs, config: Config, *, progress: bool = True) -> dict:
     """Raw sigmoid outputs of 03's model on validation and test (never on train: it saw it);
-    with 01's chunks, one row per text, aggregated from its windows as ``Classifier`` does."""
+    with 01's chunks, one row per text, aggregated from its windows as ``Classifier`` does.
+    Texts cut at max_length are one printed line per split, not a warning (errors.py)."""
     from mlclf_utils.serving.predict import Classifier
 
     classifier = Classifier.from_model_dir(inputs.model_dir, windows=inputs.windows)
-    return {name: classifier.predict_proba(inputs.splits[name]["text"],
-                                           batch_size=config.batch_size, progress=progress)
-            for name in ("validation", "test")}
+    probs = {}
+    for name in ("validation", "test"):
+        with truncation_lines(name):
+            probs[name] = classifier.predict_proba(inputs.splits[name]["text"],
+                                                   batch_size=config.batch_size, progress=progress)
+    return probs
 
 
 def calibrate(inputs: Inputs, raw_probs: dict, config: Config):
@@ -252,7 +256,9 @@ def worst_classes(per_class: dict, n: int = 3) -> list[str]:
 def compare_with_baselines(inputs: Inputs, config: Config, reports: dict, *,
                            progress: bool = True) -> pd.DataFrame:
     """The tuned model beside its baselines on the same test split (evaluation/comparison)."""
-    return baseline_comparison.compare_with_baselines(inputs, config, reports, progress=progress)
+    with truncation_lines("test, plain recipe"):  # when it is trained here and scored
+        return baseline_comparison.compare_with_baselines(inputs, config, reports,
+                                                          progress=progress)
 
 
 # --- 6 · the files and the bundle --------------------------------------------------------------
@@ -281,14 +287,15 @@ def export_bundle(inputs: Inputs, tuned_values, calibration, reports: dict, *,
     train_dir = save_data.split_dir(inputs.run_dir, "train")
     preprocess_config = artifacts.read_json(train_dir / artifacts.PREPROCESS_CONFIG,
                                             what="01's preprocess config")
-    return bundle.export_bundle(
-        inputs.model_dir, inputs.out_dir / artifacts.BUNDLE_DIR,
-        thresholds=dict(zip(inputs.labels, map(float, tuned_values))),
-        preprocess_config=preprocess_config, calibration=calibration, onnx=onnx,
-        # int8 is judged on test: validation's tuned thresholds sit on its own scores, where
-        # any shift flips texts (serving/onnx_export.py says more).
-        onnx_check=(inputs.splits["test"]["text"], inputs.y["test"]),
-        metrics={k: v for k, v in reports["test_tuned"].items() if isinstance(v, (int, float))})
+    with truncation_lines("test, ONNX int8 check"):
+        return bundle.export_bundle(
+            inputs.model_dir, inputs.out_dir / artifacts.BUNDLE_DIR,
+            thresholds=dict(zip(inputs.labels, map(float, tuned_values))),
+            preprocess_config=preprocess_config, calibration=calibration, onnx=onnx,
+            # int8 is judged on test: validation's tuned thresholds sit on its own scores, where
+            # any shift flips texts (serving/onnx_export.py says more).
+            onnx_check=(inputs.splits["test"]["text"], inputs.y["test"]),
+            metrics={k: v for k, v in reports["test_tuned"].items() if isinstance(v, (int, float))})
 
 
 # --- 7 · the class-weight sweep ----------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mlclf_utils import artifacts
-from mlclf_utils.errors import DataError, ParameterError, check_positive_int
+from mlclf_utils.errors import DataError, ParameterError, check_positive_int, truncation_lines
 
 STAGE = artifacts.EXPLAIN
 KINDS = ("fp", "fn")  # the mistakes explained: false positives, then false negatives
@@ -141,16 +141,29 @@ def explain_mistakes(inputs: Inputs, explainer, items, *, progress: bool = True)
 
     items = decisive_window.decisive_items(items, explainer,
                                            windows.read_settings(inputs.data_dir / "train"))
-    explanations = explainer.explain_many(items, progress=progress)
+    with truncation_lines("explained mistakes"):  # a printed line, not a warning (errors.py)
+        explanations = explainer.explain_many(items, progress=progress)
     attribution_views.explanations_table(explanations).to_parquet(
         inputs.out_dir / artifacts.ATTRIBUTIONS)
     return explanations
 
 
-def plot_explanations(inputs: Inputs, explanations, n: int = SHOWN):
+def plot_explanations(inputs: Inputs, explanations, n: int = SHOWN, *, kinds=None):
     from mlclf_utils.explain import attribution_views
 
-    return attribution_views.plot_attributions(explanations[:n], inputs.figure("attributions.png"))
+    return attribution_views.plot_attributions(explanations[:n], inputs.figure("attributions.png"),
+                                               kinds=kinds)
+
+
+def show_explanations(inputs: Inputs, items, explanations, kinds, n: int = SHOWN):
+    """The figure's first ``n`` explanations as HTML, with each text's true labels from 04's
+    table (looked up by the text picked, since a chunked text is explained by one window)."""
+    from mlclf_utils.explain import attribution_views
+
+    truth = dict(zip(inputs.errors["text"], inputs.errors["true_labels"]))
+    true_labels = [truth.get(text) for text, _ in items[:n]]  # None: not in 04's table
+    return attribution_views.attribution_html(explanations[:n], kinds=kinds,
+                                              true_labels=true_labels)
 
 
 # --- 2 · the over-fitted token audit -----------------------------------------------------------
@@ -241,8 +254,9 @@ def retrain_with_hard_negatives(inputs: Inputs, negatives: pd.DataFrame, pairs, 
                         for s in ("validation", "test"))
     labels = inputs.label_map.labels
     settings = windows.for_classifier(windows.read_settings(inputs.data_dir / "train"))
-    before = scoring.evaluate_model_dir(before_dir, validation, test, labels, windows=settings)
-    after = scoring.evaluate_model_dir(after_dir, validation, test, labels, windows=settings)
+    with truncation_lines():  # one line per split: the two models cut the same texts
+        before = scoring.evaluate_model_dir(before_dir, validation, test, labels, windows=settings)
+        after = scoring.evaluate_model_dir(after_dir, validation, test, labels, windows=settings)
     comparison = hard_negatives.compare_before_after(before, after, sorted({c for c, _ in pairs}))
     comparison.to_csv(inputs.out_dir / artifacts.RETRAIN_COMPARISON, index=False)
     return comparison
@@ -258,7 +272,7 @@ def run(run_dir, config: Config = Config(), *, progress: bool = False) -> dict:
     explainer = load_explainer(inputs, config)
     items, kinds, classes = pick_mistakes(inputs, config)
     explanations = explain_mistakes(inputs, explainer, items, progress=progress)
-    plot_explanations(inputs, explanations)
+    plot_explanations(inputs, explanations, kinds=kinds)
     audit = audit_tokens(inputs, explanations, kinds)
     plot_top_tokens(inputs, audit)
     pairs, negatives, review = find_hard_negatives(inputs, audit, config)

@@ -24,7 +24,7 @@ from mlclf_utils.serving import bundle
 from mlclf_utils.modeling import encoders
 from mlclf_utils.__main__ import main
 from mlclf_utils.data.cleaning import CleaningConfig, clean_text
-from mlclf_utils.errors import DataError, ParameterError
+from mlclf_utils.errors import DataError, ParameterError, TruncationWarning
 from mlclf_utils.serving.predict import Classifier
 from mlclf_utils.serving.hosting import (export_sagemaker_model, input_fn, model_fn,
                                              output_fn, predict_fn)
@@ -179,6 +179,7 @@ def test_overlong_texts_are_truncated_with_one_warning(classifier):
         probabilities = classifier.predict_proba([long_text, "short", long_text + "more"])
     messages = [str(w.message) for w in caught if "truncated" in str(w.message)]
     assert len(messages) == 1 and "2 of 3 texts" in messages[0]
+    assert [w.category for w in caught if "truncated" in str(w.message)] == [TruncationWarning]
     cut = classifier.tokenizer([long_text], truncation=True, max_length=MAX_LENGTH,
                                return_tensors="pt")
     assert cut["input_ids"].shape[1] == MAX_LENGTH

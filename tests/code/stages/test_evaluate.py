@@ -156,3 +156,35 @@ def test_run_compares_with_all_three_baselines_each_named_for_what_it_is(trained
     plain_model = artifacts.path(run_dir, evaluate.STAGE, artifacts.PLAIN_BCE_DIR, "model")
     recipe = artifacts.read_json(plain_model / artifacts.HYPERPARAMETERS, what="plain recipe")
     assert recipe["max_steps"] == 2 and recipe["pos_weight_strategy"] == "none"
+
+
+# --- what 04's user sees of the texts cut at max_length ------------------------------------------
+
+def test_04_says_the_cut_texts_as_one_line_per_split_not_a_warning(tmp_path, capsys):
+    """The real tiny model, recorded as trained with max_length 16; a direct call to
+    Classifier still warns (tests/code/serving/test_predict.py)."""
+    import types
+    import warnings
+
+    from mlclf_utils.errors import TruncationWarning
+    from mlclf_utils.modeling import encoders
+
+    model_dir = tmp_path / "model"
+    encoders.load_classifier(encoders.TINY_MODEL, ["a", "b"]).save_pretrained(model_dir)
+    encoders.load_tokenizer(encoders.TINY_MODEL).save_pretrained(model_dir)
+    artifacts.write_json(model_dir / artifacts.HYPERPARAMETERS, {"max_length": 16})
+    long = " ".join(["filler"] * 40)
+    inputs = types.SimpleNamespace(model_dir=model_dir, windows=None, splits={
+        "validation": {"text": [long, "short"]}, "test": {"text": [long, long, "short"]}})
+    capsys.readouterr()  # loading the tiny model says it has a new head
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        probs = evaluate.predict_probabilities(inputs, evaluate.Config(), progress=False)
+    assert not [w for w in caught if issubclass(w.category, TruncationWarning)]
+    assert {name: p.shape for name, p in probs.items()} == {"validation": (2, 2), "test": (3, 2)}
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(";")[0] for line in lines] == [
+        "validation: 1 of 2 texts were longer than 16 tokens",
+        "test: 2 of 3 texts were longer than 16 tokens"]
+    assert all(line.endswith("the same cut as in training (01 reported the share)")
+               for line in lines)

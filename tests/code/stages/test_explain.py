@@ -130,3 +130,63 @@ def test_without_01s_label_audit_every_hard_negative_is_kept(tmp_path):
     _, negatives, review = explain.find_hard_negatives(inputs, token_audit, explain.Config())
     assert review is None and negatives["source_id"].tolist() == ["pk1"]
     assert not artifacts.path(tmp_path, explain.STAGE, artifacts.LABELS_TO_REVIEW).exists()
+
+
+def test_the_html_view_fills_each_texts_true_labels_from_04s_table(tmp_path):
+    """Captum's "True Label" column was empty in 05; a chunked text is explained by one window,
+    so the labels are looked up by the text picked, not by the explanation's text."""
+    import numpy as np
+
+    from mlclf_utils.explain.attributions import Explanation
+
+    def explained(window, label):
+        values = np.array([0.4, -0.1])
+        return Explanation(text=window, label=label, label_index=0, tokens=window.split(),
+                           token_attributions=values, words=window.split(),
+                           word_attributions=values, probability=0.8, baseline_probability=0.3,
+                           delta=0.0, delta_ok=True)
+
+    errors = pd.DataFrame({"text": ["a long gtk text, first window", "ncurses player"],
+                           "true_labels": [["sound", "x11::theme"], ["uitoolkit::gtk"]]})
+    inputs = explain.Inputs(run_dir=tmp_path, model_dir=tmp_path, data_dir=tmp_path,
+                            train_split=None, label_map=None, errors=errors)
+    items = [("a long gtk text, first window", "uitoolkit::gtk"),
+             ("ncurses player", "uitoolkit::gtk"), ("not from 04", "sound")]
+    explanations = [explained("gtk window", "uitoolkit::gtk"),
+                    explained("ncurses player", "uitoolkit::gtk"), explained("x y", "sound")]
+    html = explain.show_explanations(inputs, items, explanations, {0: "fp", 1: "fn", 2: "fp"}).data
+    assert "sound, x11::theme" in html and "false positive" in html
+    assert "false negative" in html and "(not known)" in html
+    one = explain.show_explanations(inputs, items, explanations, {0: "fp"}, n=1).data
+    assert "sound, x11::theme" in one and "ncurses" not in one
+
+
+def test_05_says_the_cut_mistakes_as_one_line_not_a_warning(tmp_path, capsys):
+    """A real Explainer on the tiny model cutting at 12 tokens: 05's step prints the count;
+    ``Explainer.explain_many`` called directly still warns (tests/model/test_attributions.py)."""
+    import warnings
+
+    from mlclf_utils.data.label_map import LabelMap
+    from mlclf_utils.errors import TruncationWarning
+    from mlclf_utils.explain.attributions import Explainer
+    from mlclf_utils.modeling import encoders
+
+    labels = ["alpha", "beta"]
+    explainer = Explainer(encoders.load_classifier(encoders.TINY_MODEL, labels),
+                          encoders.load_tokenizer(encoders.TINY_MODEL), n_steps=4, max_length=12,
+                          delta_tolerance=1e3)
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    artifacts.write_json(tmp_path / "data" / "train" / artifacts.PREPROCESS_CONFIG, {})
+    inputs = explain.Inputs(run_dir=tmp_path, model_dir=tmp_path, data_dir=tmp_path / "data",
+                            train_split=None, label_map=LabelMap(labels), errors=pd.DataFrame())
+    inputs.out_dir.mkdir(parents=True)
+    items = [(" ".join(["library"] * 30), "alpha"), ("a short text", "beta")]
+    capsys.readouterr()  # loading the tiny model says it has a new head
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explanations = explain.explain_mistakes(inputs, explainer, items, progress=False)
+    assert not [w for w in caught if issubclass(w.category, TruncationWarning)]
+    assert len(explanations) == 2 and len(explanations[0].tokens) == 12
+    assert capsys.readouterr().out == (
+        "explained mistakes: 1 of 2 texts were longer than 12 tokens; only their first tokens "
+        "are explained, the same cut as in training (01 reported the share)\n")
