@@ -8,7 +8,9 @@ to the rest of the package, which only ever touches ``get_input_embeddings()``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
+import logging
 import os
 from pathlib import Path
 
@@ -192,32 +194,101 @@ def declared_max_positions(model_name: str = DEFAULT_MODEL) -> int | None:
 def load_classifier(model_name: str, labels: list[str], *, pooling: str = "cls"):
     """An encoder with a fresh K-way head for multi-label classification.
 
-    ``pooling="cls"``: transformers' own head (BERT's [CLS] pooler); it prints a load report
-    about the newly initialised head, which is expected. ``"mean"``: the mask-weighted mean of
-    the token vectors (``modeling.pooling.MeanPoolingClassifier``), what sentence encoders
-    such as all-MiniLM were trained on.
+    ``pooling="cls"``: transformers' own head (BERT's [CLS] pooler). ``"mean"``: the
+    mask-weighted mean of the token vectors (``modeling.pooling.MeanPoolingClassifier``), what
+    sentence encoders such as all-MiniLM were trained on. Either way one plain line says what
+    is new (``new_head_line``): transformers' LOAD REPORT about the missing head reads like an
+    error in a notebook, so it is held back, and shown only when more than the head is missing.
     """
     from transformers import AutoModelForSequenceClassification
 
     from mlclf_utils.modeling.hyperparameters import POOLING_CHOICES
+    from mlclf_utils.modeling.trainer import head_parameter_names
 
     if not labels:
         raise ParameterError("labels", labels, "need at least one label")
     if pooling not in POOLING_CHOICES:
         raise ParameterError("pooling", pooling, f"choose one of {POOLING_CHOICES}")
-    loader = AutoModelForSequenceClassification.from_pretrained
+    options = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                   label2id={name: i for i, name in enumerate(labels)},
+                   problem_type="multi_label_classification")
     if pooling == "mean":
         from mlclf_utils.modeling.pooling import MeanPoolingClassifier
 
-        loader = MeanPoolingClassifier.from_encoder
-    return _from_pretrained(
-        loader,
-        model_name,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
-        problem_type="multi_label_classification",
-    )
+        # Its head is new by construction, and from_encoder refuses encoder weights that
+        # do not fit, so there is no report to hold back.
+        model = _from_pretrained(MeanPoolingClassifier.from_encoder, model_name, **options)
+        announce(new_head_line(model, model_name, head_parameter_names(model)))
+        return model
+    with held_load_report() as held:
+        model, info = _from_pretrained(AutoModelForSequenceClassification, model_name,
+                                       output_loading_info=True, **options)
+    expected = head_parameter_names(model)
+    missing = set(info.get("missing_keys") or ())
+    if not missing <= expected or info.get("unexpected_keys") or info.get("mismatched_keys"):
+        release(held)  # more than the new head: transformers' own report says what
+    announce(new_head_line(model, model_name, missing & expected))
+    return model
+
+
+def new_head_line(model, model_name: str, new: set[str]) -> str:
+    """One line for the notebook: how big the new head is, and that it starts untrained."""
+    params = dict(model.named_parameters())
+    head = sum(params[name].numel() for name in new if name in params)
+    encoder = sum(p.numel() for name, p in params.items() if name not in new)
+    names = ", ".join(sorted(new, key=list(params).index))
+    return (f"new classification head for {model.config.num_labels} labels ({names}: "
+            f"{head:,} parameters), freshly initialised, as fine-tuning starts; the other "
+            f"{encoder:,} parameters come from {model_name}")
+
+
+def announce(line: str) -> None:
+    """Print once per training, from the main process only (torchrun starts several)."""
+    from mlclf_utils.modeling import distributed
+
+    if distributed.is_main_process():
+        print(line, flush=True)
+
+
+# Held by held_load_report: the table transformers logs when a checkpoint lacks weights.
+LOAD_REPORT_MARK = "LOAD REPORT"
+
+
+@contextlib.contextmanager
+def held_load_report():
+    """Keep transformers' LOAD REPORT back while a model loads (``release`` shows it after
+    all); anything else transformers logs meanwhile is passed on when the block ends. When
+    loading fails, the report is added to the error, whose own text points at it."""
+    from transformers.utils import logging as hf_logging
+
+    held: list[logging.LogRecord] = []
+
+    class Hold(logging.Handler):
+        def emit(self, record):
+            held.append(record)
+
+    root = hf_logging.get_logger()
+    handlers, propagate = root.handlers[:], root.propagate
+    root.handlers, root.propagate = [Hold()], False
+    try:
+        yield held
+    except Exception as exc:
+        for record in held:
+            exc.add_note(record.getMessage())
+        held.clear()
+        raise
+    finally:
+        root.handlers, root.propagate = handlers, propagate
+        others = [r for r in held if LOAD_REPORT_MARK not in r.getMessage()]
+        held[:] = [r for r in held if r not in others]
+        release(others)
+
+
+def release(records: list) -> None:
+    """Log held records now, to wherever transformers' logging goes."""
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+    records.clear()
 
 
 # Where the stack of transformer blocks sits under ``base_model``: BERT/MiniLM and most

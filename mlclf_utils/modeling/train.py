@@ -219,6 +219,7 @@ def train(args: argparse.Namespace) -> dict:
     )
     if progress_file is not None:
         progress_file.trainer = loop
+    trainer.readable_progress(loop)  # no raw log dicts, no "Epoch 0/1" at 0.3 epochs
     resume = args.resume_from_checkpoint
     if resume == "latest":
         resume = trainer.find_latest_checkpoint(paths.checkpoints)

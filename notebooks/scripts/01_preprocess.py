@@ -59,6 +59,7 @@ label_audit_folds = 5       # type: int  folds of that cross-validation, at leas
 import pandas as pd
 from IPython.display import display
 
+from mlclf_utils import artifacts
 from mlclf_utils.data import explore
 from mlclf_utils.data.label_audit import top_examples
 from mlclf_utils.runner import runs
@@ -226,15 +227,42 @@ explore.plot_token_lengths(table, config.max_length,
 # * **probably wrong**: the label is given, but the model is confident it does not.
 #
 # Pairs are ranked by cleanlab's label-quality score (lowest first: the model's probability for the
-# given value, adjusted for how frequent the label is). **Rows are reported, never changed or
-# dropped**: a person decides, with `quality/label_audit.csv`. A label with fewer positives than
-# folds cannot be cross-validated, and beyond 200 labels only the most frequent are audited; both are
-# counted and named in the summary. 05 uses this table too: a "hard negative" the audit flags as
+# given value, adjusted for how frequent the label is). A label with fewer positives than folds
+# cannot be cross-validated, and beyond 200 labels only the most frequent are audited; both are
+# counted and named in the summary.
+#
+# **Many flagged texts are expected; read the counts pair by pair.** Every text has one (text,
+# label) pair per audited label, and a text counts as flagged as soon as one of its pairs is, so a
+# small share of flagged pairs reaches a large share of the texts (the cell prints both). The judge
+# and the labels add to it. Tags such as debtags are added by hand and often left incomplete, so a
+# description that plainly names a toolkit or a file format may lack the tag: most flags are
+# *probably missing*. And TF-IDF + LR judges by words alone: it doubts a correct tag that the
+# description never spells out, and it is confident about labels whose words other labels share.
+# The audit is a ranked list for a person to read, not a verdict; 04 repeats it on validation and
+# test with the fine-tuned model, a stronger judge.
+#
+# **01 changes nothing.** No label is added or removed and no row is dropped: 02 and 03 train on the
+# labels as given. The table is kept for review, and for 05: a "hard negative" the audit flags as
 # probably missing is set aside for review instead of being taught as a negative.
+#
+# **Where to read the worst ones:** `01_preprocess/quality/label_audit.csv` holds every flagged pair,
+# rank 1 (the lowest label-quality score) first; the table below shows the best-ranked pairs of each
+# kind, and the figure how many flags each label has.
 
 # %%
 audit_issues, audit_summary = preprocess.audit_with_model(run_dir, table, label_map, config)
-print({k: v for k, v in audit_summary.items() if k not in ("top_labels", "method")})
+if audit_issues is None:
+    print(audit_summary)
+else:
+    pairs = audit_summary["rows"] * audit_summary["labels_audited"]
+    print(f"flagged {audit_summary['issues']:,} of {pairs:,} (text, label) pairs "
+          f"({audit_summary['issues'] / pairs:.1%}): {audit_summary['probably_missing']:,} probably "
+          f"missing, {audit_summary['probably_wrong']:,} probably wrong")
+    print(f"they fall on {audit_summary['texts_flagged']:,} of {audit_summary['rows']:,} texts; "
+          f"labels audited {audit_summary['labels_audited']}, not audited "
+          f"{audit_summary['labels_not_audited']} {audit_summary['not_audited_by_reason'] or ''}")
+    print("nothing was changed; every flagged pair, worst first, is in",
+          artifacts.path(run_dir, preprocess.STAGE, artifacts.LABEL_AUDIT).relative_to(run_dir))
 
 # %%
 display(top_examples(audit_issues, n=8) if audit_issues is not None else "label_audit=False")

@@ -426,6 +426,12 @@ if evidence is not None:
 # stops improving, and saves the model (safetensors), the tokenizer, the label map and the
 # positive weights.
 #
+# Its first line names what is new: the classification head, one output per label, which the
+# encoder checkpoint cannot hold and which starts from random values (transformers' own "LOAD
+# REPORT" calls those weights MISSING; that is expected here, so mlclf says it in one line instead,
+# and shows transformers' report only when anything else is missing). The progress bar counts
+# optimizer steps; a run cut short by `max_steps` shows the fraction of an epoch it reaches.
+#
 # With `mode="sagemaker"` the job trains on the S3 channels 02 uploaded. By default the cell
 # waits, streaming the job's logs, then unpacks the job's `model.tar.gz` and `output.tar.gz` into
 # `03_train/model` and `03_train/metrics`: the layout of a local run, so 04 and 05 run unchanged.

@@ -46,7 +46,7 @@ from IPython.display import display
 
 from mlclf_utils.evaluation import misclassifications, scoring
 from mlclf_utils.runner import runs, sweep
-from mlclf_utils.serving import predict
+from mlclf_utils.serving import bundle_summary, predict
 from mlclf_utils.stages import evaluate
 
 runs.check_injected_parameters()  # a name papermill was given that this notebook does not take
@@ -226,13 +226,17 @@ comparison
 # apply the same calibration and thresholds, several times faster on a CPU (docs/benchmarks.md). Its
 # int8 version, `model.int8.onnx` (`quantize=True`), is kept only when its test macro-F1 at the tuned
 # thresholds is within 0.5 points of fp32 (not validation's: the thresholds sit on its scores, where
-# any shift flips texts); `bundle.json` records the verdict under `onnx`.
+# any shift flips texts); `bundle.json` records the verdict under `onnx`, and the cell below prints
+# it with the bundle's files. Then the bundle is loaded back as a user would load it and asked about
+# one test text: the labels it predicts, and its most probable labels beside their thresholds
+# (`predict` returns every label's probability too, for code to use).
 
 # %%
 bundle_dir = evaluate.export_bundle(inputs, tuned_values, calibrator, reports, onnx=config.export_onnx)
 evaluate.save_outputs(inputs, tuned, per_class, reports, comparison)  # thresholds, per-class table, report
+print(bundle_summary.describe_bundle(bundle_dir))  # its files, and the ONNX fp32 / int8 checks
 loaded = predict.Classifier.load(bundle_dir)
-loaded.predict(splits["test"]["text"][:3])
+print(bundle_summary.describe_prediction(loaded, splits["test"]["text"][0], truth=y["test"][0]))
 
 # %% [markdown]
 # ## 7 · Which class weights? The sweep

@@ -85,3 +85,95 @@ def test_bad_model_names(tmp_path):
         encoders.resolve_model_path("./not/here")
     with pytest.raises(ParameterError, match="at least one label"):
         encoders.load_classifier(encoders.DEFAULT_MODEL, [])
+
+
+# --- session 5: transformers' LOAD REPORT read like an error in 03, 04 and 05 ---------------
+
+@pytest.fixture()
+def transformers_log():
+    """What transformers logs, as its own handlers receive it (its stderr handler keeps the
+    stream it was made with, which pytest's fd capture may not see)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    keep = Keep()
+    hf_logging.add_handler(keep)
+    yield records
+    hf_logging.remove_handler(keep)
+
+
+def test_a_fresh_head_is_one_plain_line_not_transformers_load_report(model_name, capsys,
+                                                                     transformers_log):
+    capsys.readouterr()
+    encoders.load_classifier(model_name, LABELS)
+    assert not [m for m in transformers_log if "LOAD REPORT" in m]
+    line = [x for x in capsys.readouterr().out.splitlines()
+            if x.startswith("new classification head")]
+    assert len(line) == 1 and "for 3 labels (" in line[0] and "classifier.weight" in line[0]
+    assert f"come from {model_name}" in line[0]
+
+
+def test_the_report_reaches_the_log_handlers_when_nothing_holds_it(model_name, transformers_log):
+    """The check above can fail: the same load, unheld, logs the report where it looks."""
+    from transformers import AutoModelForSequenceClassification
+
+    AutoModelForSequenceClassification.from_pretrained(encoders.resolve_model_path(model_name),
+                                                       num_labels=3)
+    assert [m for m in transformers_log if "LOAD REPORT" in m and "MISSING" in m]
+
+
+def test_mean_pooling_says_the_same_about_its_head(capsys, transformers_log):
+    capsys.readouterr()
+    encoders.load_classifier(encoders.DEFAULT_MODEL, LABELS, pooling="mean")
+    assert not [m for m in transformers_log if "LOAD REPORT" in m]
+    assert "new classification head for 3 labels (classifier.weight, classifier.bias: 1,155 " \
+           "parameters)" in capsys.readouterr().out
+
+
+def test_a_checkpoint_missing_more_than_the_head_still_shows_the_report(tmp_path, tiny_model_dir,
+                                                                        transformers_log):
+    """Holding the report back must never hide an encoder weight that starts from random."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = load_file(broken / "model.safetensors")
+    dropped = next(k for k in weights if "layer.1." in k and k.endswith("weight"))
+    save_file({k: v for k, v in weights.items() if k != dropped}, broken / "model.safetensors",
+              metadata={"format": "pt"})
+    encoders.load_classifier(str(broken), LABELS)
+    reports = [m for m in transformers_log if "LOAD REPORT" in m]
+    assert len(reports) == 1 and dropped.split(".", 1)[-1] in reports[0]
+
+
+def test_a_head_of_another_size_fails_with_the_report_in_the_error(tmp_path, tiny_model_dir):
+    model = encoders.load_classifier(tiny_model_dir, LABELS)
+    model.save_pretrained(tmp_path / "three")
+    encoders.load_tokenizer(tiny_model_dir).save_pretrained(tmp_path / "three")
+    with pytest.raises(RuntimeError) as caught:
+        encoders.load_classifier(str(tmp_path / "three"), ["only", "two"])
+    notes = "\n".join(getattr(caught.value, "__notes__", []))
+    assert "LOAD REPORT" in notes and "MISMATCH" in notes and "classifier.weight" in notes
+
+
+def test_other_transformers_warnings_pass_through_while_the_report_is_held(transformers_log):
+    from transformers.utils import logging as hf_logging
+
+    logger = hf_logging.get_logger("transformers.modeling_utils")
+    with encoders.held_load_report() as held:
+        logger.warning("something else")
+        logger.warning("X LOAD REPORT table")
+        assert transformers_log == []  # held while the block runs
+    assert [r.getMessage() for r in held] == ["X LOAD REPORT table"]
+    assert transformers_log == ["something else"]
+    encoders.release(held)
+    assert transformers_log == ["something else", "X LOAD REPORT table"] and held == []

@@ -339,3 +339,54 @@ def test_a_compiled_lpft_run_trains_and_saves_a_model_that_loads(smoke_run, tiny
     probabilities = Classifier.from_model_dir(model_dir).predict_proba(["a web server", "x"])
     assert len(probabilities) == 2
     assert np.all((np.asarray(probabilities) >= 0) & (np.asarray(probabilities) <= 1))
+
+
+# --- session 5: what a notebook user sees, and a fine-tuned model that loads whole ----------
+
+@pytest.fixture()
+def transformers_log():
+    """Messages transformers logs, as its own handlers receive them."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    messages = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    keep = Keep()
+    hf_logging.add_handler(keep)
+    yield messages
+    hf_logging.remove_handler(keep)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_a_budget_style_run_prints_lines_and_its_model_loads_with_every_weight(
+        smoke_run, pooling, capsys, transformers_log):
+    """progress=False (04's plain baseline, 05's retrain): a head line and one line per
+    evaluation instead of the LOAD REPORT and raw log dicts. Then the fine-tuned folder loads
+    as 04, Classifier and 05's explainer load it: a missing key there would be a real bug."""
+    from transformers import AutoModelForSequenceClassification
+
+    from mlclf_utils.modeling import pooling as mean_pooling  # noqa: F401 (registers the type)
+    from mlclf_utils.serving.predict import Classifier
+
+    capsys.readouterr()
+    train.run_training(**FAST, run_dir=str(smoke_run), max_steps=2, eval_steps=2, bf16=False,
+                       pooling=pooling, early_stopping_patience=0)
+    out = capsys.readouterr().out
+    assert not [m for m in transformers_log if "LOAD REPORT" in m]
+    assert "new classification head for " in out
+    assert "step 2/2 (epoch " in out and "macro-F1 " in out
+    assert "best checkpoint (step 2 of 2), evaluated again: validation loss" in out
+    assert "{'" not in out and "'loss'" not in out  # no raw Trainer dicts
+    model_dir = smoke_run / "03_train" / "model"
+    _, info = AutoModelForSequenceClassification.from_pretrained(model_dir,
+                                                                 output_loading_info=True)
+    assert {k: list(v) for k, v in info.items()} == {
+        "missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+    Classifier.from_model_dir(model_dir).predict_proba(["a web server"])
+    assert not [m for m in transformers_log if "LOAD REPORT" in m]

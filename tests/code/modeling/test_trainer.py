@@ -107,3 +107,124 @@ def test_latest_checkpoint_skips_a_save_that_a_kill_cut_short(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "checkpoint-16" in err and "checkpoint-12" in err and "checkpoint-8" not in err
     assert trainer.find_latest_checkpoint(tmp_path / "missing") is None
+
+
+# --- what a notebook user sees while training (session 5: the JupyterLab run) -------------
+
+def short_run(callback, *, steps=12, steps_per_epoch=40, eval_strategy="epoch"):
+    """A ``max_steps`` run shorter than one epoch, fed to a display callback event by event as
+    the Trainer does: 12 steps of 40 per epoch, then its evaluation; returns the tracker."""
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    args = TrainingArguments(output_dir="unused", eval_strategy=eval_strategy, report_to=[],
+                             use_cpu=True)
+    state, control = TrainerState(max_steps=steps, num_train_epochs=1), TrainerControl()
+    callback.on_train_begin(args, state, control)
+    tracker = callback.training_tracker
+    for step in range(1, steps + 1):
+        state.global_step, state.epoch = step, step / steps_per_epoch
+        callback.on_step_end(args, state, control)
+    metrics = {"eval_loss": 0.75, "eval_micro_f1": 0.137, "eval_macro_f1": 0.035,
+               "eval_runtime": 0.03, "epoch": state.epoch}
+    callback.on_evaluate(args, state, control, metrics=dict(metrics))
+    callback.on_train_end(args, state, control)
+    assert isinstance(callback, NotebookProgressCallback)
+    return tracker, state, metrics
+
+
+def test_a_short_run_shows_its_epoch_fraction_not_epoch_0_of_1(capsys):
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    stock, _, _ = short_run(NotebookProgressCallback())
+    assert "Epoch 0/1" in stock.label  # what the JupyterLab user saw beside a 0.3-epoch curve
+    tracker, _, _ = short_run(trainer.truthful_notebook_progress())
+    assert tracker.label.endswith("Epoch 0.3/0.3]") and "[12/12" in tracker.label
+    assert tracker.inner_table[0][0] == "Epoch" and tracker.inner_table[1][0] == "0.3"
+    stepped, _, _ = short_run(trainer.truthful_notebook_progress(), eval_strategy="steps")
+    assert stepped.inner_table[0][0] == "Step" and stepped.inner_table[1][0] == 12
+
+
+def test_a_whole_epoch_run_reads_as_before():
+    tracker, _, _ = short_run(trainer.truthful_notebook_progress(), steps=80)
+    assert tracker.label.endswith("Epoch 2/2]") and tracker.inner_table[1][0] == "2"
+
+
+def test_the_evaluation_after_training_is_one_line_naming_the_best_checkpoint(capsys):
+    callback = trainer.truthful_notebook_progress()
+    _, state, metrics = short_run(callback)
+    capsys.readouterr()
+    state.best_global_step = 8
+    callback.on_evaluate(None, state, TrainerControl(), metrics=dict(metrics))
+    out = capsys.readouterr().out.strip()
+    assert out == ("best checkpoint (step 8 of 12), evaluated again: validation loss 0.750, "
+                   "micro-F1 0.137, macro-F1 0.035")
+
+
+def test_without_a_progress_bar_each_evaluation_is_one_line_not_a_dict(capsys):
+    callback = trainer.evaluation_lines()
+    args = TrainingArguments(output_dir="unused", report_to=[], use_cpu=True)
+    state, control = TrainerState(max_steps=35, num_train_epochs=1), TrainerControl()
+    callback.on_train_begin(args, state, control)
+    state.global_step, state.epoch = 35, 0.75
+    callback.on_evaluate(args, state, control, metrics={
+        "eval_loss": 0.16871, "eval_micro_f1": 0.0, "eval_macro_f1": 0.0,
+        "eval_runtime": 4.8, "eval_samples_per_second": 85.0, "epoch": 0.75})
+    callback.on_train_end(args, state, control)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("training 35 steps")
+    assert lines[1] == "step 35/35 (epoch 0.75): validation loss 0.169, micro-F1 0.000, macro-F1 0.000"
+    assert lines[2].startswith("trained 35 steps (0.75 epochs) in ")
+    assert not any("{" in line or "runtime" in line for line in lines)
+
+
+@pytest.mark.parametrize("disable_tqdm, stock, ours", [
+    (True, "PrinterCallback", "EvaluationLines"),
+    (False, "ProgressCallback", "ProgressCallback")])  # a terminal keeps transformers' tqdm bar
+def test_the_trainer_gets_our_displays_in_place_of_transformers(tmp_path, disable_tqdm, stock,
+                                                                 ours):
+    model = encoders.load_classifier(encoders.TINY_MODEL, LABELS)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True,
+                             disable_tqdm=disable_tqdm)
+    loop = trainer.make_trainer_class()(model=model, args=args, pos_weight=torch.ones(3))
+    names = lambda: [type(cb).__name__ for cb in loop.callback_handler.callbacks]  # noqa: E731
+    assert stock in names()
+    trainer.readable_progress(loop)
+    assert ours in names() and (stock == ours or stock not in names())
+
+
+def test_our_saves_hold_back_only_transformers_mtime_fallback_note(tmp_path, monkeypatch):
+    """Two checkpoints saved within a second (forced: every mtime equal) make transformers
+    note that it sorts by step instead; our Trainer's saves keep that note out of 03, and
+    still rotate by step. Outside them, transformers says it as before."""
+    import logging
+    import os
+
+    from transformers import trainer_utils
+    from transformers.utils import logging as hf_logging
+
+    heard = []
+    handler = logging.Handler()
+    handler.emit = lambda record: heard.append(record.getMessage())
+    logger = logging.getLogger("transformers.trainer_utils")
+    logger.addHandler(handler)
+    monkeypatch.setattr(os.path, "getmtime", lambda path: 0.0)
+    try:
+        model = encoders.load_classifier(encoders.TINY_MODEL, LABELS)
+        args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True,
+                                 save_total_limit=1, save_only_model=True)
+        loop = trainer.make_trainer_class()(model=model, args=args, pos_weight=torch.ones(3))
+        hf_logging.warning_once.cache_clear()  # it says a message once per process
+        for step in (1, 2):
+            loop.state.global_step = step
+            loop._save_checkpoint(loop.model, trial=None)
+            logger.warning("another note")  # the rest of that logger is left alone
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint-2"]
+        assert heard == ["another note", "another note"]
+        hf_logging.warning_once.cache_clear()
+        (tmp_path / "out" / "checkpoint-3").mkdir()
+        trainer_utils.rotate_checkpoints(str(tmp_path / "out"), save_total_limit=1,
+                                         use_mtime=True)
+        assert any(trainer.MTIME_FALLBACK in message for message in heard[2:])
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint-3"]
+    finally:
+        logger.removeHandler(handler)
