@@ -165,7 +165,7 @@ def resolve_run_dir(run_dir: str | Path | None, stage: str) -> Path:
                 f" (no run was started by stepping through 01 here: {session_pointer().name} "
                 "does not exist)" if by_hand else "")
         else:
-            note = f"the run your 01_preprocess started ({session_pointer().name})"
+            note = f"the run your 01_preprocess started, as {session_pointer().name} records"
         _require_previous_stage(path, stage, whose)
         if _holds_artifacts(path / stage):
             source = path
