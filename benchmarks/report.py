@@ -105,7 +105,9 @@ NOTES = {
     "explain_speed": (
         "The same (text, label) pairs for every row, measured in one run, on the demo run's "
         "test texts; *labels per text* in Settings is how many labels each text is asked "
-        "about (05 asks several when a text is a mistake for several classes). *Batched* is "
+        "about: with `--true-labels` each text's own labels, the question \"why these "
+        "labels?\" a user asks of a prediction, so the label mix is the demo's as the length "
+        "mix is (05 also asks several when a text is a mistake for several classes). *Batched* is "
         "the Explainer's default: a text's labels share its forward passes and texts of "
         "similar length are packed together, at the same Gauss-Legendre rule as Captum's. "
         "*Meets bar* is issue 14's: at least 2x the baseline with median and max |delta| no "
@@ -136,11 +138,16 @@ RECIPES_NOTE = (
     "on the same test split. *Margin* is the test macro-F1 difference in points with a paired "
     "bootstrap 95% interval over test texts; *meets bar* asks issue 13's question (interval's "
     "lower end at least {macro:+.0f} macro points, micro margin at least {micro:+.0f}). The "
-    "options `pooling`, `head_init`, `freeze_embeddings` and `lr_scheduler_type` are opt-in; "
-    "03's defaults stay `cls` / `random`. *lpft* is mean pooling with the head first fitted as "
-    "a linear probe on frozen mean-pooled train features, then full fine-tuning at one rate. "
+    "options `pooling`, `head_init`, `freeze_embeddings` and `lr_scheduler_type` were added "
+    "for issue 13. *lpft* is mean pooling with the head first fitted as a linear probe on "
+    "frozen mean-pooled train features, then full fine-tuning at one rate: 03's default since "
+    "its three seeds on the held-out pool; *cls* is 03's recipe before it (a random head on "
+    "the CLS pooler at its own rate). "
     "A run named `full` is a run of all usable rows of the demo source instead of the demo's "
-    "sample (the `-e1.2` recipes give it about the demo's three epochs' steps).\n\n"
+    "sample (the `-e1.2` recipes give it about the demo's three epochs' steps). The *pool* "
+    "columns (`--pool`) repeat the comparison on the held-out pool, the demo rows the run's "
+    "sample never took (see the held-out pool section), where the interval is about a quarter "
+    "as wide.\n\n"
     "**Train seconds are not comparable between rows:** each training ran on one torch "
     "thread while other work shared the machine; the 1-minute load average before and after "
     "each training is printed beside it, and a load above the core count means the recipe "
@@ -193,6 +200,7 @@ def recipe_rows(results: list[dict]) -> list[dict]:
                                               f"[{margin['ci95_low']:+.1f}, {margin['ci95_high']:+.1f}]"),
             "micro margin, points": f"{r['micro_vs_tfidf_points']:+.1f}",
             "meets bar": "yes" if meets else "no",
+            **pool_cells(r.get("pool")),
             "train s": f"{r['train_seconds']:.0f}",
             "wall s (probe, evaluations)": f"{r['train_wall_seconds']:.0f}",
             "threads": r.get("threads") or "all",
@@ -201,6 +209,21 @@ def recipe_rows(results: list[dict]) -> list[dict]:
             "command": f"`{r['command']}`",
         })
     return rows
+
+
+def pool_cells(pool: dict | None) -> dict:
+    """The held-out pool's columns of a recipe row (``recipes.py --pool``); blank without it."""
+    if not pool:
+        return {"pool texts": None, "pool macro margin [95% CI]": None,
+                "pool micro margin": None, "pool meets bar": None}
+    margin = pool["macro_vs_tfidf"]
+    meets = (margin["ci95_low"] >= BAR_MACRO_POINTS
+             and pool["micro_vs_tfidf_points"] >= BAR_MICRO_POINTS)
+    return {"pool texts": pool["texts"],
+            "pool macro margin [95% CI]": (f"{margin['margin_points']:+.1f} "
+                                           f"[{margin['ci95_low']:+.1f}, {margin['ci95_high']:+.1f}]"),
+            "pool micro margin": f"{pool['micro_vs_tfidf_points']:+.1f}",
+            "pool meets bar": "yes" if meets else "no"}
 
 
 def recipes_section(shared_machine: dict | None) -> list[str]:

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     step("benchmarks/long_documents.py", "--run-dir", str(run), "--work-dir",
          str(Path(tempfile.gettempdir()) / "mlclf-long-documents" / run.name))
     step("benchmarks/explain_speed.py", "--model-dir", str(run / "03_train" / "model"),
-         "--run-dir", str(run), "--n", "12")
+         "--run-dir", str(run), "--n", "40", "--true-labels")
     step("benchmarks/report.py")
     return 0
 
