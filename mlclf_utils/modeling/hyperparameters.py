@@ -118,10 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
              "all-MiniLM-L6-v2. Another model than 01's is an error naming both")
     add("--epochs", type=float, default=3)
     add("--learning_rate", "--lr", type=float, default=1e-4)
-    add("--head_learning_rate", type=parse_optional_float, default=3e-3,
-        help="learning rate of the new classification head and the pooler; None = learning_rate. "
-             "Sentence-embedding encoders such as all-MiniLM never trained their pooler, and at "
-             "the encoder's rate the head barely moves in three epochs")
+    add("--head_learning_rate", type=parse_optional_float, default=None,
+        help="learning rate of the new classification head and the pooler; None (default) = "
+             "learning_rate: the linear probe (head_init probe) has fitted the head already. "
+             "With a random head use about 3e-3: at the encoder's rate it barely moves in three "
+             "epochs, and all-MiniLM never trained its CLS pooler")
     add("--batch_size", type=int, default=32)
     add("--eval_batch_size", type=int, default=64)
     add("--max_length", type=int, default=None,
@@ -135,13 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pos_weight_strategy", default="sqrt", help=f"one of {STRATEGIES}")
     add("--pos_weight_floor", type=parse_optional_float, default=0.5)
     add("--pos_weight_cap", type=parse_optional_float, default=None)
-    add("--pooling", choices=POOLING_CHOICES, default="cls",
-        help="cls: transformers' head on BERT's [CLS] pooler; mean: the mean of the token "
-             "vectors (modeling.pooling), what sentence encoders such as all-MiniLM were "
-             "trained to produce")
-    add("--head_init", choices=HEAD_INIT_CHOICES, default="random",
-        help="probe: LP-FT, fit the head on frozen mean-pooled train features before "
-             "fine-tuning (needs pooling=mean; usually with head_learning_rate none)")
+    add("--pooling", choices=POOLING_CHOICES, default="mean",
+        help="mean (default): the mean of the token vectors (modeling.pooling), what sentence "
+             "encoders such as all-MiniLM were trained to produce; cls: transformers' head on "
+             "BERT's [CLS] pooler (with head_init random and head_learning_rate 3e-3)")
+    add("--head_init", choices=HEAD_INIT_CHOICES, default="probe",
+        help="probe (default): LP-FT, fit the head on frozen mean-pooled train features before "
+             "fine-tuning everything at one rate (needs pooling mean); random: transformers' "
+             "initialisation")
     add("--freeze_embeddings", type=parse_bool, default=False,
         help="keep the word-embedding matrix fixed (half of MiniLM's parameters)")
     add("--freeze_layers", type=int, default=0,
@@ -224,8 +226,8 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         raise ParameterError("pos_weight_cap", args.pos_weight_cap, "must be >= pos_weight_floor")
     if args.head_init == "probe" and args.pooling != "mean":
         raise ParameterError("head_init", args.head_init,
-                             "the linear probe fits a head on mean-pooled features; "
-                             "set pooling='mean' too")
+                             "the linear probe fits a head on mean-pooled features; set "
+                             "pooling='mean', or head_init='random' for the CLS pooler")
     if args.torch_compile and torch_compile_unavailable():
         raise ParameterError("torch_compile", args.torch_compile, torch_compile_unavailable())
     if args.bf16 == "auto":

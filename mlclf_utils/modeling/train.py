@@ -190,8 +190,11 @@ def train(args: argparse.Namespace) -> dict:
     if args.head_init == "probe":  # LP-FT: the linear probe first, then fine-tune everything
         from mlclf_utils.modeling import pooling
 
-        pooling.probe_head(model, train_ds, collator, class_weights.weights_tensor(weights),
-                           seed=args.seed, bf16=args.bf16)
+        loss = pooling.probe_head(model, train_ds, collator, class_weights.weights_tensor(weights),
+                                  seed=args.seed, bf16=args.bf16)
+        encoders.announce(f"linear probe (LP-FT): the head fitted on the frozen encoder's "
+                          f"mean-pooled vectors of {len(train_ds):,} train texts, weighted BCE "
+                          f"{loss:.3f}; now the encoder and head fine-tune together")
     clock = trainer.training_clock()
     callbacks = [clock]
     if args.early_stopping_patience > 0:

@@ -85,11 +85,15 @@ def write_keyword_csv(path, rows) -> str:
 # The recipe every keyword model is trained with, through the real train.py. The tiny encoder
 # is random, so (unlike MiniLM) it is the encoder that must learn fast: its rate is 10x the
 # head's. A head rate that lands on the wrong parameters then leaves the encoder at 2e-4, where
-# it learns nothing in 100 steps (measured: macro-F1 0.14 against 0.90).
+# it learns nothing in 100 steps (measured: macro-F1 0.14 against 0.90). A random head on the CLS
+# pooler, so that the encoder has to do the learning; 03's LP-FT default would fit the head on
+# the random encoder's mean-pooled vectors first, which test_learnability checks on its own.
 KEYWORD_RECIPE = dict(model_name=encoders.TINY_MODEL, max_steps=100, eval_steps=100, batch_size=16,
                       learning_rate=2e-3, head_learning_rate=2e-4, seed=0, threads=1,
                       early_stopping_patience=0, progress=False, bf16=False, max_length=64,
-                      logging_steps=50)
+                      logging_steps=50, pooling="cls", head_init="random")
+# 03's default recipe on the same data: LP-FT on mean-pooled vectors, one learning rate.
+KEYWORD_LPFT = dict(pooling="mean", head_init="probe", head_learning_rate=None)
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +147,7 @@ def keyword_kit():
     from types import SimpleNamespace
 
     return SimpleNamespace(rare=RARE, keywords=KEYWORDS, rare_strong=RARE_STRONG,
-                           scores=keyword_scores, train=train_keyword_model)
+                           scores=keyword_scores, train=train_keyword_model, lpft=KEYWORD_LPFT)
 
 
 def bold_classifier(model_name, labels, pooling="cls"):

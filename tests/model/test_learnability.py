@@ -73,3 +73,22 @@ def test_the_floor_is_out_of_reach_of_a_broken_run(breakage, keyword_run_templat
     classifier = keyword_kit.train(keyword_run_template, tmp_path / "run")
     report, table = keyword_kit.scores(classifier, keyword_heldout)
     assert report["macro_f1"] < MACRO_F1_FLOOR, table
+
+
+def test_the_lpft_default_learns_the_keyword_labels_too(keyword_run_template, keyword_heldout,
+                                                         keyword_kit, tmp_path):
+    """03's default recipe (the linear probe first, then one rate) on the same data and floor."""
+    classifier = keyword_kit.train(keyword_run_template, tmp_path / "run", **keyword_kit.lpft)
+    report, table = keyword_kit.scores(classifier, keyword_heldout)
+    assert report["macro_f1"] >= MACRO_F1_FLOOR, table
+
+
+@pytest.mark.parametrize("breakage", [_rolled_targets_loss, _shuffled_label_map],
+                         ids=["loss-ignores-its-own-targets", "shuffled-label-map"])
+def test_the_lpft_default_stays_under_the_floor_when_broken(breakage, keyword_run_template,
+                                                            keyword_heldout, keyword_kit,
+                                                            tmp_path, monkeypatch):
+    breakage(monkeypatch)
+    classifier = keyword_kit.train(keyword_run_template, tmp_path / "run", **keyword_kit.lpft)
+    report, table = keyword_kit.scores(classifier, keyword_heldout)
+    assert report["macro_f1"] < MACRO_F1_FLOOR, table

@@ -124,14 +124,18 @@ def test_embed_dataset_keeps_the_dataset_order(tiny_model_dir):
 
 def test_the_probe_needs_mean_pooling_and_the_options_are_recipe_keys():
     with pytest.raises(ParameterError, match="head_init"):
-        hyperparameters.check_hyperparameters({"head_init": "probe"})
+        hyperparameters.check_hyperparameters({"pooling": "cls"})  # the default head_init: probe
+    cls = hyperparameters.check_hyperparameters({"pooling": "cls", "head_init": "random"})
+    assert (cls.pooling, cls.head_init) == ("cls", "random")
     args = hyperparameters.check_hyperparameters({"pooling": "mean", "head_init": "probe",
                                                   "freeze_embeddings": "true",
                                                   "lr_scheduler_type": "cosine"})
     assert (args.pooling, args.head_init, args.freeze_embeddings) == ("mean", "probe", True)
     defaults = hyperparameters.build_parser().parse_args([])
-    assert (defaults.pooling, defaults.head_init, defaults.freeze_embeddings,
-            defaults.lr_scheduler_type) == ("cls", "random", False, "linear")
+    # 03's recipe: LP-FT on mean-pooled vectors, one learning rate (docs/benchmarks.md, Recipes)
+    assert (defaults.pooling, defaults.head_init, defaults.head_learning_rate,
+            defaults.freeze_embeddings, defaults.lr_scheduler_type) == (
+        "mean", "probe", None, False, "linear")
     for name in ("pooling", "head_init", "freeze_embeddings", "lr_scheduler_type"):
         assert name in hyperparameters.RECIPE_KEYS  # 04's and 05's retrains keep them
     with pytest.raises(ParameterError, match="lr_scheduler_type"):
