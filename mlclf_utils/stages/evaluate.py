@@ -37,7 +37,7 @@ class Config:
     threshold_shrinkage: float = 0.0
     frozen_baseline: bool = True
     plain_baseline: bool = True
-    plain_budget: float = 0.25
+    plain_budget: float = 0.15
     batch_size: int = 64
     worst_n: int = 3
     sweep_dir: str | bool | None = None

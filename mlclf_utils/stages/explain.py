@@ -36,7 +36,7 @@ class Config:
     max_pairs: int = 8
     oversample_factor: int = 3
     retrain: bool = True
-    retrain_budget: float = 0.25
+    retrain_budget: float = 0.15
 
     def __post_init__(self) -> None:
         check(asdict(self))
