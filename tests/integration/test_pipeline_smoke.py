@@ -39,15 +39,16 @@ def test_smoke_pipeline_trains_evaluates_and_bundles_a_model(runs_root):
     report = read_json(evaluation / "report.json")
     assert set(report["comparison"]) >= {"fine-tuned, tuned thresholds", "TF-IDF + LR, tuned thresholds",
                                          "frozen encoder + LR, tuned thresholds",
-                                         "plain BCE @ 0.5 (budget: 25% of 03's training)"}
+                                         "plain BCE @ 0.5 (budget: 15% of 03's training)"}
     assert report["test_tuned"]["n_labels"] == 10
-    # Eight steps barely move MiniLM off 0.5 (macro-F1 at 0.5 was 0.04 in the reference run),
-    # so the floors are on what 04 adds and on ranking: tuned thresholds must beat 0.5 (0.37 vs
-    # 0.04 measured), the model must rank above chance (macro ROC-AUC 0.67 measured; a model
-    # that learned nothing, or a shuffled label map, sits near 0.5), and the same data must be
-    # learnable (TF-IDF + LR: 0.99 measured).
-    assert report["test_tuned"]["macro_f1"] >= report["test_at_0.5"]["macro_f1"] + 0.15
-    assert report["test_tuned"]["macro_roc_auc"] >= 0.58
+    # 03's LP-FT fits the head as a linear probe on MiniLM's vectors before its eight steps, so
+    # the smoke model already knows these keyword labels (measured: macro-F1 0.95 at 0.5, 0.93
+    # with tuned thresholds, macro ROC-AUC 0.99); a model that learned nothing, or a shuffled
+    # label map, sits near chance (ROC-AUC 0.5). The same data must be learnable by TF-IDF + LR
+    # too (0.99 measured).
+    assert report["test_at_0.5"]["macro_f1"] >= 0.6
+    assert report["test_tuned"]["macro_f1"] >= 0.6
+    assert report["test_tuned"]["macro_roc_auc"] >= 0.9
     assert report["comparison"]["TF-IDF + LR, tuned thresholds"]["macro_f1"] >= 0.9
     table = pd.read_parquet(evaluation / "misclassifications.parquet")
     assert len(table) == 40 and {"false_positives", "false_negatives"} <= set(table.columns)
