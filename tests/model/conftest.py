@@ -182,3 +182,22 @@ def untrained():
     from types import SimpleNamespace
 
     return SimpleNamespace(classifier=bold_classifier, model_dir=untrained_model_dir)
+
+
+@pytest.fixture()
+def transformers_log():
+    """Every message transformers logs during a test (its LOAD REPORT included), in order."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    messages = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    keep = Keep()
+    hf_logging.add_handler(keep)
+    yield messages
+    hf_logging.remove_handler(keep)

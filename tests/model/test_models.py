@@ -89,25 +89,6 @@ def test_bad_model_names(tmp_path):
 
 # --- session 5: transformers' LOAD REPORT read like an error in 03, 04 and 05 ---------------
 
-@pytest.fixture()
-def transformers_log():
-    """What transformers logs, as its own handlers receive it (its stderr handler keeps the
-    stream it was made with, which pytest's fd capture may not see)."""
-    import logging
-
-    from transformers.utils import logging as hf_logging
-
-    records = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    keep = Keep()
-    hf_logging.add_handler(keep)
-    yield records
-    hf_logging.remove_handler(keep)
-
 
 def test_a_fresh_head_is_one_plain_line_not_transformers_load_report(model_name, capsys,
                                                                      transformers_log):

@@ -344,24 +344,6 @@ def test_a_compiled_lpft_run_trains_and_saves_a_model_that_loads(smoke_run, tiny
 
 # --- session 5: what a notebook user sees, and a fine-tuned model that loads whole ----------
 
-@pytest.fixture()
-def transformers_log():
-    """Messages transformers logs, as its own handlers receive them."""
-    import logging
-
-    from transformers.utils import logging as hf_logging
-
-    messages = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            messages.append(record.getMessage())
-
-    keep = Keep()
-    hf_logging.add_handler(keep)
-    yield messages
-    hf_logging.remove_handler(keep)
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
