@@ -120,8 +120,13 @@ class MeanPoolingClassifier(PreTrainedModel):
         """A fresh head on a pretrained encoder folder (e.g. the packaged all-MiniLM-L6-v2).
 
         The encoder's weights are copied in strictly (apart from its unused pooler), so a
-        checkpoint that does not fit fails here instead of training from random weights."""
+        checkpoint that does not fit fails here instead of training from random weights.
+        The encoder's special token ids are copied to the top-level config too: the Trainer
+        compares them with the tokenizer's and, finding none, "aligns" them with a warning."""
         encoder = AutoModel.from_pretrained(path)
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            if getattr(encoder.config, name, None) is not None:
+                config_kwargs.setdefault(name, getattr(encoder.config, name))
         model = cls(MeanPoolingConfig(encoder=encoder.config.to_dict(), **config_kwargs))
         state = {k: v for k, v in encoder.state_dict().items() if not k.startswith("pooler.")}
         missing, unexpected = model.backbone.load_state_dict(state, strict=False)

@@ -70,6 +70,19 @@ def test_encoder_weights_are_the_pretrained_ones(minilm_dir):
     assert getattr(model.backbone, "pooler", None) is None
 
 
+def test_the_trainer_finds_the_tokenizers_special_tokens_in_the_config(model_name,
+                                                                       transformers_log):
+    # Without the encoder's pad_token_id in the top-level config, transformers' Trainer
+    # "aligns" it with the tokenizer's and logs a warning that reads like a fault in 03 to 05.
+    from transformers.trainer_utils import align_special_tokens
+
+    model = encoders.load_classifier(model_name, LABELS, pooling="mean")
+    tokenizer = encoders.load_tokenizer(model_name)
+    assert model.config.pad_token_id == tokenizer.pad_token_id is not None
+    align_special_tokens(model, tokenizer)
+    assert not [m for m in transformers_log if "PAD/BOS/EOS" in m]
+
+
 def test_default_pooling_is_still_transformers_cls_head(tiny_model_dir):
     assert not isinstance(encoders.load_classifier(tiny_model_dir, LABELS),
                           pooling.MeanPoolingClassifier)
