@@ -161,7 +161,9 @@ def run_pipeline(
     plan = plan_run(params, notebooks=notebooks, first=first, last=last, resume=resume)
     check_kernel(kernel_name or KERNEL_NAME)
     if run_dir is not None:
-        run_dir = Path(run_dir)
+        # absolute: each stage's kernel starts in notebooks/, where a relative path means
+        # another folder
+        run_dir = Path(run_dir).resolve()
         _check_new_run_dir(run_dir, plan.source)
         run_dir.mkdir(parents=True, exist_ok=True)
     else:

@@ -48,10 +48,11 @@ def project_root(start: Path | None = None) -> Path | None:
 
 
 def runs_root(root: str | Path | None = None) -> Path:
+    # absolute, for the same reason as ``--run-dir``: the stages' kernels start elsewhere
     if root is not None:
-        return Path(root)
+        return Path(root).resolve()
     if os.environ.get("MLCLF_RUNS_DIR"):
-        return Path(os.environ["MLCLF_RUNS_DIR"])
+        return Path(os.environ["MLCLF_RUNS_DIR"]).resolve()
     project = project_root()
     return (project or Path.cwd()) / "runs"
 

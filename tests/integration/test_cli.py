@@ -319,6 +319,26 @@ def test_a_run_does_not_print_the_kernel_tcp_warning(base_result):
     assert "without encryption" not in base_result.stderr, base_result.stderr
 
 
+@pytest.mark.parametrize("how", ["--run-dir", "MLCLF_RUNS_DIR"])
+def test_a_relative_run_folder_is_the_one_below_the_callers_directory(tmp_path, how):
+    # Each stage's kernel starts in notebooks/: a path kept relative pointed elsewhere there,
+    # and 01 stopped with FileNotFoundError on its kernel log.
+    args = ["run", "--config", SMOKE, "-p", "source", str(ROOT / "tests" / "fixtures" /
+            "smoke_packages.csv"), "--to", "01", "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k != "MLCLF_RUNS_DIR"}
+    if how == "--run-dir":
+        args += ["--run-dir", "mine/first"]
+    else:
+        env["MLCLF_RUNS_DIR"] = "mine"
+    result = subprocess.run([sys.executable, "-m", "mlclf_utils", *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = finished_run(result)
+    assert run.is_absolute() and run.parent == tmp_path / "mine", run
+    assert (run / "01_preprocess.ipynb").is_file() and not list(run.glob("*.kernel.log"))
+    assert read_json(run / "manifest.json")["stages"][0]["status"] == "ok"
+
+
 def test_dropped_rows_are_warned_about_in_one_line_naming_the_list(tmp_path, smoke_csv):
     """A text that cleaning empties (only a URL) and a row whose only label is rare are dropped;
     the CLI and the executed 01 notebook both say so, with the count and the file of ids."""
