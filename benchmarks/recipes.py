@@ -75,6 +75,9 @@ RECIPES = {
                            "early_stopping_patience": 0},
     # issue 14's fastest training option (about 1.5x 03's steps/s): its quality over 3 epochs
     "cls-frozen3": {**BASE, "freeze_layers": 3},
+    # the same option on 03's default (LP-FT): its quality, and the time it frees for longer
+    # texts (a run tokenized at max_length 256)
+    "lpft-frozen3": {**LPFT, "freeze_layers": 3},
 }
 
 
