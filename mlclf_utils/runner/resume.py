@@ -15,7 +15,7 @@ from pathlib import Path
 from mlclf_utils.artifacts import MANIFEST, read_json
 from mlclf_utils.errors import MlclfError, ParameterError
 from mlclf_utils.runner.parameters import RUNNER_PARAMETERS, effective_parameters, parameter_specs
-from mlclf_utils.runner.runs import FINISHED, STATUS_REUSED
+from mlclf_utils.runner.runs import FINISHED, NOT_RUN, STATUS_REUSED, stage_status
 
 # Names that two stages read with different meanings: 01's seed draws the sample and the split,
 # 03's seeds the training. Changing 03's on a resumed run is legitimate.
@@ -37,37 +37,40 @@ def stage_entry(manifest: dict | None, stage: str) -> dict | None:
     return None
 
 
-def recorded_status(manifest: dict | None, stage: str) -> str | None:
-    """The stage's status as the manifest records it; None when it did not run there."""
-    entry = stage_entry(manifest, stage)
-    return entry["status"] if entry else None
-
-
 def resume_point(source: Path, notebooks: list[Path]) -> str:
-    """The first stage of ``source`` that did not finish: where a resumed run starts."""
-    manifest = read_manifest(source)
-    if manifest is None:
+    """The first stage of ``source`` that did not finish: where a resumed run starts. A stage
+    stepped through by hand in it (a fork made by hand) counts by its files, as everywhere."""
+    if read_manifest(source) is None:
         raise ParameterError("--resume", str(source),
                              f"has no {MANIFEST} (it was not made by `run`); say where to start "
                              "with --from")
     for notebook in notebooks:
-        if recorded_status(manifest, notebook.stem) not in FINISHED:
+        if stage_status(source, notebook.stem) not in FINISHED:
             return notebook.stem
     raise ParameterError("--resume", str(source),
                          "every stage finished; pass --from STAGE to run a stage again")
 
 
-def check_reusable(source: Path, stages: list[str]) -> None:
-    """Every stage to be taken from ``source`` finished there and left its artifacts."""
-    manifest = read_manifest(source)
+def check_reusable(source: Path, stages: list[str], *, advice: str | None = None) -> None:
+    """Every stage to be taken from ``source`` finished there and left its artifacts.
+
+    Finished as ``runs.stage_status`` judges it, the manifest's entry or else the stage's files:
+    a stage stepped through by hand in a run with a manifest (a fork) has no entry, and reading
+    that as "did not run" refused to take it from a run that holds it.
+    """
     for stage in stages:
-        status = recorded_status(manifest, stage)
+        status = stage_status(source, stage)
         folder = Path(source) / stage
-        if manifest is not None and status not in FINISHED:
-            raise MlclfError(f"cannot take {stage} from {source}: that stage "
-                             f"{'did not run' if status is None else 'ended ' + status} there")
-        if not folder.is_dir() or not any(folder.iterdir()):
-            raise MlclfError(f"cannot take {stage} from {source}: {folder} holds no artifacts")
+        if status not in FINISHED:
+            why = f"that stage {'did not run' if status == NOT_RUN else 'ended ' + status} there"
+        elif not folder.is_dir() or not any(folder.iterdir()):
+            why = f"{folder} holds no artifacts"
+        else:
+            continue
+        number = stage.split("_", 1)[0]
+        raise MlclfError(f"cannot take {stage} from {source}: {why}\n  -> "
+                         + (advice or f"run it again: python -m mlclf_utils run --resume "
+                            f"{source} --from {number}, or take it from a run where it finished"))
 
 
 def _link_or_copy(src, dst) -> None:

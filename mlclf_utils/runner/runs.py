@@ -15,6 +15,7 @@ import getpass
 import os
 import re
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -31,6 +32,15 @@ SESSION_PREFIX = "SESSION-"
 STATUS_OK, STATUS_REUSED, STATUS_FAILED = "ok", "reused", "failed"
 STATUS_RUNNING, STATUS_INTERRUPTED = "running", "interrupted"
 FINISHED = (STATUS_OK, STATUS_REUSED)
+NOT_RUN = "not run"
+
+
+class StepRefused(MlclfError):
+    """A notebook step refused before it wrote anything. JupyterLab shows the message alone: it
+    names the run, the stage and what to do, and a traceback into this module would bury it."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for an exception's display
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
 
 
 def project_root(start: Path | None = None) -> Path | None:
@@ -68,19 +78,26 @@ def new_run_dir(root: str | Path | None = None, *, session: bool = False) -> Pat
     ``session=True`` (a notebook stepped through by hand) also points this user's session
     pointer at it; batch runs leave that pointer alone.
     """
-    base = runs_root(root)
+    path = _create_run_dir(runs_root(root))
+    _point_at(path, session=session)
+    return path
+
+
+def _create_run_dir(base: Path) -> Path:
     base.mkdir(parents=True, exist_ok=True)
     while True:
         path = base / new_run_id()
         try:
             path.mkdir()
-            break
+            return path
         except FileExistsError:  # pragma: no cover - two runs in the same second and token
             continue
-    _point(base / LATEST, path)
+
+
+def _point_at(path: Path, *, session: bool) -> None:
+    _point(path.parent / LATEST, path)
     if session:
-        _point(session_pointer(base), path)
-    return path
+        _point(session_pointer(path.parent), path)
 
 
 def _point(pointer: Path, run: Path) -> None:
@@ -109,8 +126,8 @@ def session_run_dir(root: str | Path | None = None) -> Path | None:
         return None
     path = pointer.parent / pointer.read_text().strip()
     if not path.is_dir():
-        raise MlclfError(f"{pointer} names {path.name}, which does not exist: run "
-                         "notebooks/01_preprocess.ipynb again (it starts a new run)")
+        raise StepRefused(f"{pointer} names {path.name}, which does not exist: run "
+                          "notebooks/01_preprocess.ipynb again (it starts a new run)")
     return path
 
 
@@ -118,12 +135,12 @@ def latest_run_dir(root: str | Path | None = None) -> Path:
     base = runs_root(root)
     pointer = base / LATEST
     if not pointer.exists():
-        raise MlclfError(
+        raise StepRefused(
             f"no run found under {base}: run notebooks/01_preprocess.ipynb first (or pass run_dir)"
         )
     path = base / pointer.read_text().strip()
     if not path.is_dir():
-        raise MlclfError(f"{pointer} names {path.name}, which does not exist; run 01 again")
+        raise StepRefused(f"{pointer} names {path.name}, which does not exist; run 01 again")
     return path
 
 
@@ -213,16 +230,28 @@ def _holds_artifacts(folder: Path) -> bool:
 
 def fork_run(source: Path, stage: str, *, session: bool = False) -> Path:
     """A new run holding ``source``'s stages before ``stage`` as hard links (as ``--resume``
-    does), with a manifest that records them as reused."""
-    from mlclf_utils.runner.resume import reuse_stages
+    does), with a manifest that records them as reused. Checked first, pointed at last: a
+    refused or failed fork leaves no folder and moves no pointer (no empty run to continue)."""
+    from mlclf_utils.runner.resume import check_reusable, reuse_stages
 
     earlier = list(STAGES[:STAGES.index(stage)])
-    path = new_run_dir(source.parent, session=session)
-    entries = reuse_stages(source, path, earlier)
-    write_json(path / MANIFEST, {
-        "run_id": path.name, "created": _dt.datetime.now().isoformat(timespec="seconds"),
-        "git": git_commit(), "packages": package_versions(), "parameters": {}, "overrides": {},
-        "resumed_from": str(source.resolve()), "to": None, "by_hand": True, "stages": entries})
+    try:
+        check_reusable(source, earlier, advice="step through that stage again first, or pass "
+                       f"run_dir= a run where it finished ({stage} did not start)")
+    except MlclfError as exc:
+        raise StepRefused(str(exc)) from None
+    path = _create_run_dir(source.parent)
+    try:
+        entries = reuse_stages(source, path, earlier)
+        write_json(path / MANIFEST, {
+            "run_id": path.name, "created": _dt.datetime.now().isoformat(timespec="seconds"),
+            "git": git_commit(), "packages": package_versions(), "parameters": {},
+            "overrides": {}, "resumed_from": str(source.resolve()), "to": None,
+            "by_hand": True, "stages": entries})
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    _point_at(path, session=session)
     return path
 
 
@@ -242,7 +271,9 @@ STAGE_OUTPUTS = {artifacts.PREPROCESS: (artifacts.TABLE, artifacts.LABEL_MAP,
 
 def stage_status(run_dir: str | Path, stage: str) -> str:
     """``ok``/``reused``/``failed``/``running``/``interrupted`` from the manifest; without a
-    manifest entry, ``ok`` when the stage left its outputs, else what is missing."""
+    manifest entry, ``ok`` when the stage left its outputs, else what is missing. A stage stepped
+    through by hand never records itself (nothing runs after its last cell), so its files decide
+    even in a run with a manifest (a fork); whatever asks whether a stage finished asks here."""
     path = Path(run_dir)
     manifest = path / MANIFEST
     if manifest.is_file():
@@ -255,7 +286,9 @@ def stage_status(run_dir: str | Path, stage: str) -> str:
                 return str(entry.get("status"))
     folder = path / stage
     if not folder.is_dir():
-        return "not run"
+        return NOT_RUN
+    if not any(folder.iterdir()):  # made by its first cell, then stopped
+        return f"incomplete: {stage} is empty"
     missing = [name for name in STAGE_OUTPUTS.get(stage, ()) if not (folder / name).exists()]
     if missing:
         return f"incomplete: no {stage}/{missing[0]}"
@@ -266,9 +299,11 @@ def _require_previous_stage(run_dir: Path, stage: str, whose: str) -> None:
     previous = STAGES[STAGES.index(stage) - 1]
     status = stage_status(run_dir, previous)
     if status not in FINISHED:
-        raise MlclfError(
+        again = "again (a new run)" if _holds_artifacts(run_dir / previous) else "first"
+        raise StepRefused(
             f"{whose} {previous} did not finish (status {status}): {run_dir}\n"
-            f"  -> run {previous} again (a new run), or pass run_dir= a run where it finished")
+            f"  -> run {previous} {again}, or pass run_dir= a run where it finished; "
+            f"{stage} did not start")
 
 
 def check_injected_parameters() -> None:
@@ -340,8 +375,8 @@ def stage_dir(run_dir: str | Path, stage: str, *, create: bool = True) -> Path:
                           f"reuses them by hard link: {rerun_command(run_dir, stage)} (add "
                           "-p NAME VALUE for what you changed); stepping through by hand with "
                           "run_dir = None does the same for the run your 01 started")
-            raise MlclfError(f"{path} already holds artifacts; a run never overwrites another.\n"
-                             f"  -> {advice}")
+            raise StepRefused(f"{path} already holds artifacts; a run never overwrites another.\n"
+                              f"  -> {advice}")
         path.mkdir(parents=True, exist_ok=True)
     elif not path.is_dir():
         raise MlclfError(f"{path} not found: run the {stage} stage first")

@@ -375,6 +375,9 @@ class HandKernel:
 
 SMOKE_TRAINING = {"epochs": 1, "batch_size": 16, "max_steps": 4, "eval_steps": 4,
                   "learning_rate": 1e-3}
+# 04 by hand without its slow optional parts (the runner's papermill tests cover those).
+FAST_04 = {"frozen_baseline": False, "plain_baseline": False, "export_onnx": False,
+           "sweep_dir": False}
 
 
 @pytest.fixture(scope="module")
@@ -467,14 +470,53 @@ def test_rerunning_03_by_hand_after_a_change_starts_a_new_run_reusing_01_and_02(
     assert {p: p.stat().st_mtime_ns for p in (mine / "03_train").rglob("*")} == before
     assert [(s["stage"], s["status"]) for s in read_json(new / "manifest.json")["stages"]] == [
         ("01_preprocess", "reused"), ("02_save_data", "reused")]
-    # the next notebook stepped through by hand continues the new run
+    # the next notebook stepped through by hand continues the new run; run a second time, it
+    # takes 03 (run by hand there, so not in its manifest) from it into a newer run
     kernel = HandKernel(NOTEBOOKS[3], runs)
     try:
-        kernel.parameters()
-        printed = kernel.cell("runs.resolve_run_dir(run_dir, evaluate.STAGE)")
+        printed = kernel.run_all(**FAST_04)
+        kernel.parameters(**FAST_04)
+        again = kernel.cell("runs.resolve_run_dir(run_dir, evaluate.STAGE)")
     finally:
         kernel.close()
     assert f"run: {new.name} (the run your 01_preprocess started" in printed
+    _check_04_again_took_03_from(runs, new, again)
+
+
+def _check_04_again_took_03_from(runs, fork, printed):
+    """The browser check's sequence: the second 04 in a fork where 03 ran by hand failed
+    ("cannot take 03_train ... did not run there") and left an empty run the pointers named."""
+    match = re.search(rf"04_evaluate already ran in {fork.name}; a run never overwrites another, "
+                      rf"so this is a new run, (\S+), with 01_preprocess, 02_save_data, 03_train "
+                      rf"reused from {fork.name} by hard link", printed)
+    assert match, printed
+    again = runs / match.group(1)
+    assert f"run directory: {again.name}" in printed
+    session = runs / read_session_pointer_name(runs)
+    assert session.read_text().strip() == (runs / "LATEST").read_text().strip() == again.name
+    entries = read_json(again / "manifest.json")["stages"]
+    assert [(e["stage"], e["status"], e["from_run"]) for e in entries][2:] == [
+        ("03_train", "reused", fork.name)]
+    # 05 now: 04 stopped after its first cell in the newer run, so 05 refuses, as one line
+    # (no traceback), before it makes anything
+    kernel = HandKernel(NOTEBOOKS[4], runs)
+    errors = []
+
+    def keep_errors(message):
+        if message["msg_type"] == "error":
+            errors.append(message["content"])
+
+    try:
+        kernel.parameters()
+        first = next(c.source for c in kernel.cells if "resolve_run_dir(run_dir, explain" in c.source)
+        kernel.client.execute_interactive(first, output_hook=keep_errors, timeout=600)
+    finally:
+        kernel.close()
+    assert [e["ename"] for e in errors] == ["StepRefused"], errors
+    assert errors[0]["evalue"].startswith(
+        f"your run's 04_evaluate did not finish (status incomplete: 04_evaluate is empty): {again}")
+    assert len(errors[0]["traceback"]) == 1, errors[0]["traceback"]
+    assert not (again / "05_explain").exists() and session.read_text().strip() == again.name
 
 
 @pytest.mark.notebooks

@@ -24,6 +24,11 @@ def test_stage_01_without_run_dir_starts_a_new_run_and_later_stages_reuse_it(run
     for stage in ("02_save_data", "03_train", "04_evaluate"):
         (run / stage).mkdir()
     (run / "02_save_data" / "channels.json").write_text("{}")
+    (run / "03_train" / "metrics").mkdir()
+    with pytest.raises(MlclfError, match=r"04_evaluate did not finish \(status incomplete: "
+                                         r"04_evaluate is empty\).*\n.*run 04_evaluate first"):
+        runs.resolve_run_dir(None, "05_explain")  # its first cell made the folder, then it stopped
+    (run / "04_evaluate" / "report.json").write_text("{}")
     assert runs.resolve_run_dir(None, "05_explain") == run
     assert runs.resolve_run_dir(None, "01_preprocess") != run
 
@@ -96,3 +101,66 @@ def test_the_advice_for_a_stage_that_ran_never_says_run_dir_none_for_a_given_run
     with pytest.raises(MlclfError) as info:
         runs.stage_dir(tmp_path, "03_train")
     assert f"python -m mlclf_utils run --resume {tmp_path} --from 03 --to 03" in str(info.value)
+
+
+def _step_by_hand(stage: str):
+    """One notebook stepped through by hand with run_dir = None: its first cell, then its files."""
+    run = runs.resolve_run_dir(None, stage)
+    folder = runs.stage_dir(run, stage)
+    for name in runs.STAGE_OUTPUTS.get(stage, ("written.txt",)):
+        (folder / name).write_text(stage)
+    return run
+
+
+def _steps_by_hand(stages):
+    made = {_step_by_hand(stage) for stage in stages}
+    assert len(made) == 1, made  # one run: each stage continues the run 01 started
+    return made.pop()
+
+
+def _runs_made(root):
+    return sorted(p.name for p in root.iterdir() if p.is_dir())
+
+
+def test_a_stage_stepped_through_by_hand_in_a_forked_run_counts_as_run_there(runs_root):
+    """The browser check's sequence: 01-04, 03 again (a fork), 04 there twice, then 05."""
+    mine = _steps_by_hand(artifacts.STAGES[:4])
+    fork = _step_by_hand("03_train")
+    assert fork != mine and _step_by_hand("04_evaluate") == fork
+    again = _step_by_hand("04_evaluate")  # used to fail: "cannot take 03_train ... did not run"
+    assert again not in (mine, fork)
+    entries = artifacts.read_json(again / runs.MANIFEST)["stages"]
+    assert [(e["stage"], e["status"], e["from_run"]) for e in entries] == [
+        ("01_preprocess", "reused", mine.name), ("02_save_data", "reused", mine.name),
+        ("03_train", "reused", fork.name)]
+    linked = again / "03_train" / "written.txt"
+    assert linked.stat().st_ino == (fork / "03_train" / "written.txt").stat().st_ino
+    assert runs.session_run_dir() == runs.latest_run_dir() == again
+    assert _step_by_hand("05_explain") == again
+    # any number of times: each re-run forks, and the next stage continues the fork
+    for _ in range(2):
+        trained = _step_by_hand("03_train")
+        assert _step_by_hand("04_evaluate") == trained
+        evaluated = _step_by_hand("04_evaluate")
+        assert evaluated != trained and _step_by_hand("05_explain") == evaluated
+        assert _step_by_hand("05_explain") not in (trained, evaluated)
+    made = [runs_root / name for name in _runs_made(runs_root)]
+    assert len(made) == 3 + 2 * 3
+    assert all(any((run / stage).is_dir() and any((run / stage).iterdir())
+                   for stage in artifacts.STAGES) for run in made), "an empty run was left"
+
+
+def test_a_refused_fork_makes_no_run_and_moves_no_pointer(runs_root):
+    mine = _steps_by_hand(artifacts.STAGES[:4])
+    (mine / "01_preprocess" / artifacts.TABLE).unlink()  # a file removed since 02 read it
+    before = _runs_made(runs_root)
+    with pytest.raises(runs.StepRefused) as info:
+        _step_by_hand("04_evaluate")
+    message = str(info.value)
+    assert message.startswith(f"cannot take 01_preprocess from {mine}: that stage ended "
+                              "incomplete: no 01_preprocess/processed.parquet there\n  -> ")
+    assert "04_evaluate did not start" in message
+    assert _runs_made(runs_root) == before
+    assert runs.session_run_dir() == runs.latest_run_dir() == mine
+    # in JupyterLab the refusal shows as its message alone, without a traceback
+    assert info.value._render_traceback_() == [f"\x1b[0;31mStepRefused\x1b[0m: {message}"]
