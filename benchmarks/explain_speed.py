@@ -81,6 +81,8 @@ def load_model(model_dir: str | None, seed: int):
     if model_dir:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from mlclf_utils.modeling import pooling  # noqa: F401  registers 03's mean-pooling model
+
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
         return model.eval(), AutoTokenizer.from_pretrained(model_dir), model_dir
     torch.manual_seed(seed)
@@ -195,7 +197,9 @@ def main(argv=None) -> int:
                  "lengths packed, 50 steps, 16 rows of max_length per pass", 50, 16,
                  explainer_variant(50, 16, batched=True)),
                 ("mlclf Explainer, batched: as above, 32 rows of max_length per pass", 50, 32,
-                 explainer_variant(50, 32, batched=True))]
+                 explainer_variant(50, 32, batched=True)),
+                ("mlclf Explainer, batched: as above, 8 rows of max_length per pass", 50, 8,
+                 explainer_variant(50, 8, batched=True))]
     if args.fewer_steps:
         variants.append((f"mlclf Explainer, batched: {args.fewer_steps} steps, 16 rows of "
                          "max_length per pass", args.fewer_steps, 16,

@@ -227,3 +227,20 @@ def test_05s_explainer_loads_and_attributes_a_mean_pooling_model(mean_model_dir)
     assert len(explanation.token_attributions) == len(explanation.tokens)
     assert np.isfinite(explanation.token_attributions).all()
     assert 0.0 <= explanation.probability <= 1.0
+
+
+def test_the_explanation_benchmark_loads_03s_default_model(mean_model_dir):
+    # make bench explains 03's model; in a fresh interpreter nothing had registered the
+    # mean-pooling class, and the benchmark stopped on "does not recognize this architecture".
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); import explain_speed; "
+            f"model, _, _ = explain_speed.load_model({str(mean_model_dir)!r}, 0); "
+            "print(type(model).__name__)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("MeanPoolingClassifier")
