@@ -10,6 +10,7 @@ named, not a longer word that merely starts with it.
 from __future__ import annotations
 
 import html as html_lib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -127,31 +128,67 @@ def save_labels_to_review(review: pd.DataFrame, path) -> Path:
     return save_hard_negatives(review, path, columns=REVIEW_COLUMNS)
 
 
-def review_note(negatives: pd.DataFrame, review: pd.DataFrame | None) -> str:
-    """One line for 05: how many hard negatives are kept, and how many were set aside."""
-    kept = f"{len(negatives)} hard negatives kept"
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def review_note(negatives: pd.DataFrame, review: pd.DataFrame | None, pairs=None) -> str:
+    """One line for 05: how many hard negatives are kept (for how many of the suspicious
+    ``pairs``, when given), and how many were set aside."""
+    kept = f"{_count(len(negatives), 'hard negative')} kept"
+    if pairs is not None:
+        kept += f" for {_count(len(pairs), 'suspicious (class, word) pair')}"
     if review is None:
         return (f"{kept}; none checked against a label audit (01 ran with label_audit=False, or "
                 "before it had one)")
+    if not len(review):
+        return f"{kept}; none set aside: 01's label audit flags none of them as missing the class"
     classes = ", ".join(f"{c} {n}" for c, n in review["class"].value_counts().items())
     return (f"{kept}; {len(review)} set aside as labels to review, because 01's label audit "
-            f"flags their class as probably missing" + (f" ({classes})" if classes else ""))
+            f"flags their class as probably missing ({classes})")
+
+
+def _breakable(value) -> str:
+    """A cell's text, escaped, with a line-break chance after colons that join two words, so a label
+    such as "works-with::software:source" wraps there in a narrow column, not mid-word."""
+    return re.sub(r"(:+)(?=\w)", r"\1<wbr>", html_lib.escape(str(value), quote=False))
 
 
 class WholeCells:
     """A table that a notebook shows with every cell whole and a caption saying what is shown.
 
     pandas cuts cells at ``display.max_colwidth`` (50 characters), which hid the reason and
-    most of each text; the option is lifted only while this table renders, not globally.
+    most of each text; the option is lifted only while the text form renders, not globally. The
+    HTML is drawn here: pandas' table, right-aligned in JupyterLab and laid out by its longest
+    words, squeezed each text into a column a few words wide (35 lines a row) and ran past the
+    output's width. Here cells are left- and top-aligned, the table is as wide as the output
+    (at most ``MAX_WIDTH``), ``widths`` (column -> CSS width) fixes the short columns, the rest
+    share what is left, and only a word too long for its cell is broken. Without rows, only the
+    caption.
     """
 
-    def __init__(self, frame: pd.DataFrame, caption: str = ""):
-        self.frame, self.caption = frame, caption
+    MAX_WIDTH = "80em"  # about 100 characters a line in a text column of half the table
+    CELL = ("text-align: left; vertical-align: top; padding: 4px 5px; "
+            "overflow-wrap: break-word; white-space: normal")
+
+    def __init__(self, frame: pd.DataFrame, caption: str = "", widths: dict | None = None):
+        self.frame, self.caption, self.widths = frame, caption, dict(widths or {})
 
     def _repr_html_(self) -> str:
-        with pd.option_context("display.max_colwidth", None):
-            table = self.frame.to_html(notebook=True)
-        head = f"<p>{html_lib.escape(self.caption)}</p>" if self.caption else ""
+        head = f"<p>{html_lib.escape(self.caption, quote=False)}</p>" if self.caption else ""
+        if self.frame.empty:
+            return f"<div>{head or '<p>no rows</p>'}</div>"
+        columns = [str(c) for c in self.frame.columns]
+        cols = "".join(f'<col style="width: {self.widths[c]}">' if c in self.widths else "<col>"
+                       for c in columns)
+        cell = self.CELL
+        header = "".join(f'<th style="{cell}">{html_lib.escape(c)}</th>' for c in columns)
+        body = "".join(
+            "<tr>" + "".join(f'<td style="{cell}">{_breakable(v)}</td>' for v in row) + "</tr>"
+            for row in self.frame.itertuples(index=False, name=None))
+        table = (f'<table style="table-layout: fixed; width: 100%; max-width: {self.MAX_WIDTH}; '
+                 f'margin-left: 0; margin-right: auto"><colgroup>{cols}</colgroup>'
+                 f"<thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>")
         return f"<div>{head}{table}</div>"
 
     def __repr__(self) -> str:
@@ -161,6 +198,9 @@ class WholeCells:
 
 
 VIEW_COLUMNS = ["source_id", "class", "token", "reason", "labels", "text"]
+# The short columns' share of the table; ``text`` takes the rest (46%, 31% with the audit's two).
+VIEW_WIDTHS = {"source_id": "9%", "class": "11%", "token": "10%", "reason": "13%",
+               "labels": "11%", "probability": "9%", "score": "6%"}
 
 
 def table_view(table: pd.DataFrame, *, per_pair: int = 2) -> WholeCells:
@@ -175,9 +215,11 @@ def table_view(table: pd.DataFrame, *, per_pair: int = 2) -> WholeCells:
     view["labels"] = [", ".join(labels) if len(labels) else "(none)" for labels in view["labels"]]
     view[extra] = view[extra].astype(float).round(3)
     n_pairs = table.groupby(["class", "token"]).ngroups
-    caption = (f"{len(view)} of {len(table)} rows: at most {per_pair} for each of the {n_pairs} "
-               "(class, word) pairs; the CSV holds every row") if len(table) else "no rows"
-    return WholeCells(view, caption)
+    each = (f"each of the {n_pairs} (class, word) pairs" if n_pairs != 1
+            else "its one (class, word) pair")
+    caption = (f"{len(view)} of {len(table)} rows: at most {per_pair} for {each}; the CSV holds "
+               "every row") if len(table) else "no rows"
+    return WholeCells(view, caption, VIEW_WIDTHS)
 
 
 def load_hard_negatives(path) -> pd.DataFrame:

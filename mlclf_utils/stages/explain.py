@@ -73,6 +73,8 @@ class Inputs:
     train_split: object  # datasets.Dataset
     label_map: object  # data.label_map.LabelMap
     errors: pd.DataFrame
+    thresholds: dict | None = None  # 04's, label -> threshold: what 04 decided on, with errors
+    calibrated: bool = True  # whether 04's probabilities (errors) went through its calibration
 
     @property
     def out_dir(self) -> Path:
@@ -91,16 +93,21 @@ def load_inputs(run_dir) -> Inputs:
     """Everything 05 reads; also makes 05's own folder, refusing one that already holds files."""
     from mlclf_utils.data import dataset, windows
     from mlclf_utils.runner import runs
+    from mlclf_utils.serving.bundle_reader import CALIBRATION_FILE
     from mlclf_utils.stages import evaluate, save_data, train as train_stage
 
     run_dir = Path(run_dir)
     errors = evaluate.read_misclassifications(run_dir)
+    thresholds = evaluate.read_thresholds(run_dir)
+    calibrated = artifacts.path(run_dir, evaluate.STAGE, artifacts.BUNDLE_DIR,
+                                CALIBRATION_FILE).is_file()
     runs.stage_dir(run_dir, STAGE)
     data_dir = save_data.dataset_dir(run_dir)
     train_split, label_map = dataset.load_split(data_dir / "train")
     train_split = windows.text_rows(train_split)  # one row per text, also with 01's chunks
     return Inputs(run_dir=run_dir, model_dir=train_stage.model_dir(run_dir), data_dir=data_dir,
-                  train_split=train_split, label_map=label_map, errors=errors)
+                  train_split=train_split, label_map=label_map, errors=errors,
+                  thresholds=thresholds, calibrated=calibrated)
 
 
 def load_explainer(inputs: Inputs, config: Config):
@@ -122,7 +129,8 @@ def pick_mistakes(inputs: Inputs, config: Config) -> tuple[list[tuple[str, str]]
     errors, labels = inputs.errors, inputs.label_map.labels
     counts = {label: sum(int(errors[f"false_{side}"].map(lambda xs: label in xs).sum())
                          for side in ("positives", "negatives")) for label in labels}
-    classes = sorted(labels, key=lambda label: -counts[label])[:config.n_classes]
+    classes = [label for label in sorted(labels, key=lambda label: -counts[label])
+               if counts[label]][:config.n_classes]  # a class without errors explains nothing
     items, kinds = [], {}
     for label in classes:
         for kind in KINDS:
@@ -148,22 +156,33 @@ def explain_mistakes(inputs: Inputs, explainer, items, *, progress: bool = True)
     return explanations
 
 
-def plot_explanations(inputs: Inputs, explanations, n: int = SHOWN, *, kinds=None):
+def decisions(inputs: Inputs, items, n: int = SHOWN) -> list:
+    """04's calibrated p and threshold for the first ``n`` items, which the views show beside
+    each mistake (the raw sigmoid that IG explains can sit on the other side of the threshold)."""
     from mlclf_utils.explain import attribution_views
 
+    return attribution_views.decisions_for(items[:n], inputs.errors, inputs.thresholds,
+                                           calibrated=inputs.calibrated)
+
+
+def plot_explanations(inputs: Inputs, explanations, n: int = SHOWN, *, kinds=None, items=None):
+    from mlclf_utils.explain import attribution_views
+
+    decided = None if items is None else decisions(inputs, items, n)
     return attribution_views.plot_attributions(explanations[:n], inputs.figure("attributions.png"),
-                                               kinds=kinds)
+                                               kinds=kinds, decisions=decided)
 
 
 def show_explanations(inputs: Inputs, items, explanations, kinds, n: int = SHOWN):
-    """The figure's first ``n`` explanations as HTML, with each text's true labels from 04's
-    table (looked up by the text picked, since a chunked text is explained by one window)."""
+    """The figure's first ``n`` explanations as HTML, with each text's true labels and 04's
+    decision (looked up by the text picked, since a chunked text is explained by one window)."""
     from mlclf_utils.explain import attribution_views
 
     truth = dict(zip(inputs.errors["text"], inputs.errors["true_labels"]))
     true_labels = [truth.get(text) for text, _ in items[:n]]  # None: not in 04's table
     return attribution_views.attribution_html(explanations[:n], kinds=kinds,
-                                              true_labels=true_labels)
+                                              true_labels=true_labels,
+                                              decisions=decisions(inputs, items, n))
 
 
 # --- 2 · the over-fitted token audit -----------------------------------------------------------
@@ -272,7 +291,7 @@ def run(run_dir, config: Config = Config(), *, progress: bool = False) -> dict:
     explainer = load_explainer(inputs, config)
     items, kinds, classes = pick_mistakes(inputs, config)
     explanations = explain_mistakes(inputs, explainer, items, progress=progress)
-    plot_explanations(inputs, explanations, kinds=kinds)
+    plot_explanations(inputs, explanations, kinds=kinds, items=items)
     audit = audit_tokens(inputs, explanations, kinds)
     plot_top_tokens(inputs, audit)
     pairs, negatives, review = find_hard_negatives(inputs, audit, config)

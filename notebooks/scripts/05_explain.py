@@ -79,9 +79,16 @@ print("explanations with a convergence delta above tolerance:",
 # the larger the push, relative to the text's strongest word. For a **false positive** (the title says
 # so: the model gave the label, the text does not carry it), the red words are what fooled the model;
 # for a **false negative** (a true label the model missed), look for the evidence it ignored.
+#
+# Each title gives **04's decision**: the calibrated probability it decided on, against the label's
+# threshold, as in 04's `misclassifications.csv`. The grey line below it gives what integrated gradients
+# explains: the model's **raw sigmoid** for the text (for a long text, the window that decided) and at the
+# baseline; the attributions add up to their difference. Calibration is an increasing map on top of the
+# raw sigmoid, so a word that raises one raises the other, but the two numbers can lie on opposite sides
+# of the threshold: a false negative (calibrated p below the threshold) can have a raw sigmoid above it.
 
 # %%
-explain.plot_explanations(inputs, explanations, kinds=kinds);
+explain.plot_explanations(inputs, explanations, kinds=kinds, items=items);
 
 # %% [markdown]
 # The same explanations as a table, in the **same colours** (red raises, blue lowers; the legend is on
@@ -102,11 +109,13 @@ explain.show_explanations(inputs, items, explanations, kinds)
 # combine a high attribution, a high lift and at least one false positive they drove are flagged as
 # shortcut candidates.
 #
-# The table's columns: `n_explanations`, the class's explanations that contain the word;
-# `mean_positive_attribution`, its push toward the class averaged over those (pushes down count as 0);
-# `train_occurrences`, the training texts that contain it, and `class_occurrences`, those of them that
-# carry the class (lift is `class_occurrences / train_occurrences` divided by the class's share of all
-# training texts); `fp_driver`, the false positives in which it was the strongest word. `token_audit.csv` has every word, with the two
+# The table's short column names: `n_expl`, the class's explanations that contain the word; `pos_attr`,
+# its mean positive attribution, the push toward the class averaged over those (pushes down count as 0);
+# `n_train`, the training texts that contain it, and `n_class`, those of them that carry the class (lift
+# is `n_class / n_train` divided by the class's share of all training texts); `fp_driver`, the false
+# positives in which it was the strongest word; `suspicious`, all three conditions at once (the rule is
+# printed below the table). `token_audit.csv` has every word under the long names
+# (`n_explanations`, `mean_positive_attribution`, `train_occurrences`, `class_occurrences`), with the two
 # halves of lift (`exclusivity`, `class_prior`).
 
 # %%
@@ -128,17 +137,16 @@ explain.plot_top_tokens(inputs, audit);
 # score), and counted below. Oversampling it would teach the model that a probably-correct label is
 # wrong.
 #
-# Both tables show a few rows per (class, word) pair, with each text, its labels and the reason whole.
-# In the review table, `probability` is the audit model's probability that the text carries the class
+# Both tables show a few rows per (class, word) pair, with each text, its labels and the reason whole;
+# the review table only when the label audit set some aside. In it, `probability` is the audit model's probability that the text carries the class
 # (it never saw the text while fitting), and `score` is cleanlab's label quality score for the given
 # "absent" (low: the audit is confident the label is missing).
 
 # %%
 pairs, negatives, to_review = explain.find_hard_negatives(inputs, audit, config)  # also hard_negatives.csv
-print(f"{len(negatives)} hard negatives for {len(pairs)} pairs")
-print(hard_negatives.review_note(negatives, to_review))
+print(hard_negatives.review_note(negatives, to_review, pairs))
 display(hard_negatives.table_view(negatives))
-if to_review is not None:
+if to_review is not None and len(to_review):
     display(hard_negatives.table_view(to_review))  # also labels_to_review.csv
 
 # %% [markdown]

@@ -83,3 +83,119 @@ def test_per_explanation_arguments_must_line_up():
         views.plot_attributions([FP, FN], kinds=["fp"])
     with pytest.raises(ParameterError, match="explanations"):
         views.attribution_html([])
+
+
+# --- 04's decision beside each mistake ---------------------------------------------------------
+# The browser check: a "false negative, a true label, missed" row read p 0.747, while 04's table
+# had 0.2713 (calibrated) against a threshold of 0.421. IG explains the raw sigmoid; what 04
+# decided on is the calibrated probability, and the views must show that one beside the mistake.
+
+LABELS = ["commandline", "graphical", "database"]
+THRESHOLDS = {"commandline": 0.421, "graphical": 0.5, "database": 0.6}
+TEXTS = ["a shell tool for the terminal, and much more text", "a kde viewer", "a plain library"]
+CALIBRATED = np.array([[0.2713, 0.1, 0.05],   # commandline missed: calibrated below 0.421
+                       [0.05, 0.62, 0.05],    # graphical predicted, not true
+                       [0.05, 0.1, 0.05]])    # no error at all; database has none anywhere
+TRUE = np.array([[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+
+
+def _inputs(tmp_path):
+    from mlclf_utils.data.label_map import LabelMap
+    from mlclf_utils.evaluation.misclassifications import misclassification_table
+    from mlclf_utils.stages import explain
+
+    errors = misclassification_table(TEXTS, ["s:0", "s:1", "s:2"], TRUE, CALIBRATED, LABELS,
+                                     [THRESHOLDS[x] for x in LABELS])
+    return explain.Inputs(run_dir=tmp_path, model_dir=tmp_path, data_dir=tmp_path,
+                          train_split=None, label_map=LabelMap(LABELS), errors=errors,
+                          thresholds=THRESHOLDS, calibrated=True)
+
+
+def _explained(tmp_path):
+    """05's picks, explained by hand with raw sigmoids on the other side of each threshold (the
+    false negative's window is part of its text, as with 01's chunks)."""
+    from mlclf_utils.stages import explain
+
+    inputs = _inputs(tmp_path)
+    items, kinds, classes = explain.pick_mistakes(inputs, explain.Config(n_classes=3,
+                                                                         n_per_kind=1))
+    assert items == [(TEXTS[0], "commandline"), (TEXTS[1], "graphical")]
+    explanations = [_explanation(["a", "shell", "tool"], [0.1, 0.4, 0.2], label="commandline",
+                                 probability=0.747),
+                    _explanation(["a", "kde", "viewer"], [0.0, 0.1, 0.02], label="graphical",
+                                 probability=0.31)]
+    return inputs, items, kinds, classes, explanations
+
+
+def _rows(html: str) -> list[str]:
+    return re.findall(r"<tr>(.*?)</tr>", html)[1:]
+
+
+def test_a_mistake_is_shown_with_the_probability_04_decided_on(tmp_path):
+    from mlclf_utils.stages import explain
+
+    inputs, items, kinds, _, explanations = _explained(tmp_path)
+    html = explain.show_explanations(inputs, items, explanations, kinds).data
+    fn, fp = _rows(html)
+    assert "false negative" in fn and "calibrated p 0.271 &lt; threshold 0.421" in fn
+    assert "raw sigmoid 0.747" in fn and "0.747 &lt;" not in fn and "0.747 ≥" not in fn
+    assert "false positive" in fp and "calibrated p 0.620 ≥ threshold 0.500" in fp
+    assert "raw sigmoid 0.310" in fp
+    assert "Calibrated p: the probability 04 decided on" in html  # the legend names both
+    assert "Raw sigmoid: the model's own output" in html
+
+    fig = explain.plot_explanations(inputs, explanations, kinds=kinds, items=items)
+    assert (tmp_path / "05_explain" / "figures" / "attributions.png").is_file()
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    titles = [t for t in texts if t.startswith(("commandline", "graphical"))]
+    assert titles == ["commandline (false negative):  calibrated p 0.271 < threshold 0.421",
+                      "graphical (false positive):  calibrated p 0.620 ≥ threshold 0.500"]
+    raw = [t for t in texts if t.startswith("explained:")]
+    assert raw[0].startswith("explained: the model's raw sigmoid 0.747 (baseline 0.200)")
+
+
+def test_without_04s_decision_the_view_says_so_and_shows_no_bare_p(tmp_path):
+    from mlclf_utils.stages import explain
+
+    inputs, items, kinds, _, explanations = _explained(tmp_path)
+    inputs.thresholds = None
+    html = explain.show_explanations(inputs, items, explanations, kinds).data
+    assert html.count("04's decision not known") == 2 and "calibrated p 0" not in html
+    fig = views.plot_attributions(explanations, kinds=kinds)
+    assert [t.get_text() for t in fig.axes[0].texts][0] == (
+        "commandline (false negative):  raw sigmoid 0.747 (baseline 0.200), delta = 1.0e-06")
+
+
+def test_04s_decisions_are_looked_up_by_the_text_picked(tmp_path):
+    inputs = _inputs(tmp_path)
+    found = views.decisions_for([(TEXTS[0], "commandline"), ("a window", "commandline"),
+                                 (TEXTS[1], "nolabel")], inputs.errors, THRESHOLDS,
+                                calibrated=False)
+    assert found[0] == views.Decision(0.2713, 0.421, False) and found[1:] == [None, None]
+    assert found[0].describe("fn") == "uncalibrated p 0.271 < threshold 0.421"  # 04: method None
+    assert views.decisions_for([(TEXTS[0], "commandline")], inputs.errors, None) == [None]
+
+
+def test_a_rounded_probability_on_the_wrong_side_is_not_shown_as_a_contradiction():
+    """04 decides on unrounded probabilities but stores 4 places: 0.4210 can be a miss."""
+    decision = views.Decision(0.4210, 0.42098)
+    assert decision.describe() == "calibrated p 0.4210 ≥ threshold 0.4210"
+    assert decision.describe("fn") == "calibrated p 0.4210 ≈ threshold 0.4210"
+    # beyond the rounding, a contradiction stays visible: a wrong lookup is not papered over
+    assert views.Decision(0.2, 0.5).describe("fp") == "calibrated p 0.200 < threshold 0.500"
+
+
+def test_decisions_must_line_up_with_the_explanations():
+    with pytest.raises(ParameterError, match="decisions"):
+        views.attribution_html([FP, FN], decisions=[views.Decision(0.9, 0.5)])
+    with pytest.raises(ParameterError, match="decisions"):
+        views.plot_attributions([FP], decisions=[(0.9, 0.5, True, "x")])
+
+
+def test_the_classes_05_names_are_the_classes_it_explains(tmp_path):
+    """pick_mistakes named 6 classes, database among them, while the summary counted 5: a class
+    without a single test error has nothing to explain and is not named."""
+    _, _, kinds, classes, explanations = _explained(tmp_path)
+    assert classes == ["commandline", "graphical"]
+    summary = views.explanation_summary(explanations, kinds)
+    assert summary.startswith(f"explained pairs: 2 over {len(classes)} classes")

@@ -4,6 +4,7 @@ the oversampled split and the before/after table."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -251,3 +252,51 @@ def test_the_review_view_keeps_the_audit_numbers_rounded():
     assert list(view.frame.columns)[-2:] == ["probability", "score"]
     assert review["reason"].iloc[0] in view._repr_html_()
     assert view.frame["probability"].tolist() == [round(float(review["probability"].iloc[0]), 3)]
+
+
+def _cells(html: str, tag: str) -> list[str]:
+    return re.findall(rf"<{tag} style=\"([^\"]*)\">", html)
+
+
+def test_the_view_reads_left_to_right_within_the_output_width():
+    """05's texts were right-aligned in columns a few words wide (35 lines a row, 1097 px in a
+    953 px output): cells are left- and top-aligned now, the table as wide as the output, the
+    short columns fixed, and the text column takes the rest; long words wrap in their cell."""
+    texts = [LONG, "zorblat kettle", "an alpha text"]
+    table = hn.find_hard_negatives(texts, [["works-with::software:source"], [], ["alpha"]],
+                                   ["r0", "r1", "r2"], [("alpha", "zorblat")])
+    html = hn.table_view(table)._repr_html_()
+    cells = _cells(html, "td") + _cells(html, "th")
+    assert len(cells) == 3 * len(hn.VIEW_COLUMNS)  # header and two rows, no index column
+    for style in cells:
+        assert "text-align: left" in style and "vertical-align: top" in style
+        assert "overflow-wrap: break-word" in style  # a word too long for its cell wraps
+    table_style = re.search(r"<table style=\"([^\"]*)\"", html).group(1)
+    assert "table-layout: fixed" in table_style and "width: 100%" in table_style
+    widths = re.findall(r"<col(?: style=\"width: (\d+)%\")?>", html)
+    assert len(widths) == len(hn.VIEW_COLUMNS)
+    named = dict(zip(hn.VIEW_COLUMNS, widths))
+    assert named["text"] == "" and all(named[c] for c in hn.VIEW_COLUMNS if c != "text")
+    assert 100 - sum(int(w) for w in widths if w) >= 40  # the text column keeps 40% or more
+    assert LONG in html and "contains 'zorblat'" in html  # whole, and quotes not escaped
+    assert "works-with::<wbr>software:<wbr>source" in html  # a label wraps at its colons
+
+
+def test_an_empty_view_is_one_line_not_a_header_without_rows():
+    table = hn.find_hard_negatives(TEXTS, LABELS, IDS, [("alpha", "zorblat")]).iloc[:0]
+    html = hn.table_view(table)._repr_html_()
+    assert "<table" not in html and html.count("no rows") == 1
+
+
+def test_the_wording_counts_one_pair_and_none_set_aside_plainly():
+    from mlclf_utils.data.label_audit import WRONG
+
+    hard = hn.find_hard_negatives(TEXTS, LABELS, IDS, [("alpha", "zorblat")])
+    caption = hn.table_view(hard).caption
+    assert "for its one (class, word) pair" in caption and "1 (class, word) pairs" not in caption
+    kept, review = hn.set_aside_flagged(hard, _label_audit_table([("data.csv:2", "alpha", WRONG)]))
+    note = hn.review_note(kept, review, [("alpha", "zorblat")])
+    assert note.startswith("3 hard negatives kept for 1 suspicious (class, word) pair; ")
+    assert "none set aside" in note and "0 set aside" not in note and "because" not in note
+    one = hn.review_note(kept.iloc[:1], review, [("alpha", "zorblat"), ("beta", "kettle")])
+    assert one.startswith("1 hard negative kept for 2 suspicious (class, word) pairs; ")

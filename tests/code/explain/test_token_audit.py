@@ -33,15 +33,43 @@ def audit():
     return token_audit.audit_tokens(EXPLANATIONS, TRAIN, LABELS, kinds={0: "fp", 1: "fn"})
 
 
+def _short(name: str) -> str:
+    return token_audit.VIEW_NAMES.get(name, name)
+
+
 def test_the_view_keeps_the_rule_columns_rounded(audit):
     view = token_audit.top_tokens_view(audit, n=2)
-    assert list(view.columns) == token_audit.VIEW_COLUMNS
+    assert list(view.index.names) + list(view.columns) == [_short(c) for c in
+                                                           token_audit.VIEW_COLUMNS]
     assert set(token_audit.VIEW_COLUMNS) <= set(token_audit.COLUMNS)
-    assert view["token"].tolist() == ["zorblat", "viewer"]  # rareword, tool: too rare, left out
-    assert view["mean_positive_attribution"].tolist() == [0.5, 0.1]
+    assert set(token_audit.VIEW_NAMES) <= set(token_audit.VIEW_COLUMNS)
+    # rareword, tool: too rare, left out
+    assert view.index.get_level_values("word").tolist() == ["zorblat", "viewer"]
+    assert view.index.get_level_values("class").tolist() == ["alpha", "alpha"]
+    assert view[_short("mean_positive_attribution")].tolist() == [0.5, 0.1]
     lift = (4 / 6) / (5 / 17)  # 4 of zorblat's 6 texts carry alpha; 5 of all 17 texts do
     assert view["lift"].iloc[0] == round(lift, 2) and view["fp_driver"].tolist() == [1, 0]
     assert view["suspicious"].tolist() == [True, False]
+    assert view[_short("train_occurrences")].tolist() == [6, 14]
+    assert view[_short("class_occurrences")].tolist() == [4, 4]
+
+
+def test_the_view_fits_a_notebooks_output_with_the_rule_columns_in_it():
+    """05's audit table was 1118 px wide in JupyterLab's 953 px output: fp_driver and suspicious,
+    which the rule uses, sat behind a scrollbar. Measured in characters: the widest cell of each
+    column (its name included) at about 7.5 px, plus 16 px of padding per column, must fit."""
+    classes = ["interface::commandline", "interface::graphical", "uitoolkit::ncurses"]
+    words = ["acceleration", "multiplayer", "composition"]
+    explanations = [_explanation([w, "tool"], [0.5, 0.1], label=c)
+                    for c in classes for w in words]
+    train = [f"{w} tool" for w in words] * 4 + ["plain tool"] * 20
+    labels = [classes] * 12 + [[]] * 20
+    kinds = dict.fromkeys(range(len(explanations)), "fp")
+    audit = token_audit.audit_tokens(explanations, train, labels, kinds=kinds)
+    view = token_audit.top_tokens_view(audit, n=3).reset_index()
+    widths = [max(len(str(c)), *(len(str(v)) for v in view[c])) for c in view.columns]
+    assert {"lift", "fp_driver", "suspicious"} <= set(view.columns)
+    assert sum(widths) * 7.5 + 16 * len(widths) <= 953, dict(zip(view.columns, widths))
 
 
 def test_the_note_counts_the_suspicious_pairs_the_rule_and_the_rare_words_left_out(audit):
