@@ -77,9 +77,12 @@ clean-venv:
 
 # Re-execute the committed notebooks in place with their default parameters (the real demo),
 # so readers see real outputs on GitHub. 01 starts a new run; the later stages pick it up.
-# The inline backend embeds the figures (an inherited MPLBACKEND=Agg would drop them all).
+# The inline backend embeds the figures (an inherited MPLBACKEND=Agg would drop them all);
+# the library's own sub-second bars are off, as in the runner's kernels
+# (mlclf_utils/runner/finished_bars.py, QUIET_LIBRARY_BARS).
 notebooks: demo-data
 	for nb in notebooks/0*.ipynb; do MPLBACKEND=module://matplotlib_inline.backend_inline \
+		HF_HUB_DISABLE_PROGRESS_BARS=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1 \
 		$(PY) -m papermill --cwd notebooks --no-progress-bar "$$nb" "$$nb" || exit 1; done
 	$(PY) tools/references.py sync
 

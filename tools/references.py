@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from mlclf_utils.runner.execute import KERNELSPEC, check_kernel
+from mlclf_utils.runner.finished_bars import QUIET_LIBRARY_BARS, finish_bars_in
 from mlclf_utils.runner.parameters import load_params_file, stage_notebooks
 from mlclf_utils.runner.runs import project_root
 
@@ -101,10 +102,13 @@ def _strip_options() -> list[str]:
 
 
 def tidy(paths: list[Path]) -> None:
-    """Strip noisy metadata with nbstripout (outputs, counts and ids kept), drop empty tag
-    lists, and name the project's kernel."""
+    """Write each progress bar's last frame into its output (from the widget states nbclient
+    saved, which nbstripout then strips), strip noisy metadata with nbstripout (outputs, counts
+    and ids kept), drop empty tag lists, and name the project's kernel."""
     import nbformat
 
+    for path in paths:
+        finish_bars_in(path)
     subprocess.run([sys.executable, "-m", "nbstripout", *_strip_options(), *map(str, paths)],
                    check=True)
     for path in paths:
@@ -159,8 +163,10 @@ def refresh(notebooks: list[Path] | None = None, out_dir: Path | None = None) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     with tempfile.TemporaryDirectory(prefix="mlclf-refs-") as runs:
-        previous = os.environ.get("MLCLF_RUNS_DIR")
-        os.environ["MLCLF_RUNS_DIR"] = runs
+        # The kernels inherit this environment: one runs folder, and the libraries' own bars off.
+        settings = {"MLCLF_RUNS_DIR": runs, **QUIET_LIBRARY_BARS}
+        previous = {name: os.environ.get(name) for name in settings}
+        os.environ.update(settings)
         try:
             for notebook in notebooks:
                 target = out_dir / notebook.name
@@ -174,10 +180,11 @@ def refresh(notebooks: list[Path] | None = None, out_dir: Path | None = None) ->
                 nbformat.write(executed, str(target))
                 written.append(target)
         finally:
-            if previous is None:
-                os.environ.pop("MLCLF_RUNS_DIR", None)
-            else:
-                os.environ["MLCLF_RUNS_DIR"] = previous
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
     tidy(written)
     return written
 

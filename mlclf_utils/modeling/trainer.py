@@ -256,6 +256,11 @@ def epoch_text(epoch) -> str:
     return f"{round(float(epoch or 0), 2):g}"
 
 
+def counted(number, unit: str) -> str:
+    """A count and its unit, singular for one: "1 step", "12 steps", "0.75 epochs"."""
+    return f"{number} {unit}{'' if str(number) == '1' else 's'}"
+
+
 def planned_epochs(state) -> float:
     """The epochs the run reaches at its last step. ``state.num_train_epochs`` rounds a
     ``max_steps`` run up to whole epochs (a 12-step smoke run "of 1 epoch"); the steps done and
@@ -323,9 +328,11 @@ def truthful_notebook_progress():
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             if self.training_tracker is None:  # after training: the best model, reloaded
+                if self.prediction_bar is not None:  # its bar, done, goes (else it stays at
+                    self.prediction_bar.close()      # "[7/7 00:04]" above the line below)
+                    self.prediction_bar = None
                 if state.is_world_process_zero:
                     print(best_model_line(state, metrics))
-                self.prediction_bar = None
                 return
             super().on_evaluate(args, state, control, metrics=metrics, **kwargs)
             if self.first_column == "Epoch":  # transformers writes int(epoch): 0 at 0.3
@@ -353,8 +360,8 @@ def evaluation_lines():
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.started = time.perf_counter()
-            self.say(state, f"training {state.max_steps} steps, a line per evaluation "
-                            "(progress bar off)")
+            self.say(state, f"training {counted(state.max_steps, 'step')}, a line per "
+                            "evaluation (progress bar off)")
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             if self.started is None:
@@ -365,8 +372,8 @@ def evaluation_lines():
 
         def on_train_end(self, args, state, control, **kwargs):
             seconds = time.perf_counter() - (self.started or time.perf_counter())
-            self.say(state, f"trained {state.global_step} steps ({epoch_text(state.epoch)} "
-                            f"epochs) in {seconds:.0f} s")
+            self.say(state, f"trained {counted(state.global_step, 'step')} "
+                            f"({counted(epoch_text(state.epoch), 'epoch')}) in {seconds:.0f} s")
             self.started = None
 
     return EvaluationLines()

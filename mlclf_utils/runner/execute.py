@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mlclf_utils.artifacts import MANIFEST, write_json
 from mlclf_utils.errors import MlclfError, SetupError
+from mlclf_utils.runner.finished_bars import QUIET_LIBRARY_BARS, finish_bars_in
 from mlclf_utils.runner.parameters import effective_parameters
 from mlclf_utils.runner.runs import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_OK, STATUS_RUNNING
 
@@ -86,9 +87,10 @@ def _kernel_manager_class(log_path: Path):
 def _kernel_environment(**extra: str):
     """Kernels inherit this process's environment. ``MPLBACKEND=Agg`` (set for headless test
     processes) would make every figure vanish from the executed notebooks, which are the run's
-    record; the inline backend needs no display and embeds them. ``extra`` variables (the
-    training progress file) are set for the kernel too."""
-    values = {"MPLBACKEND": INLINE_BACKEND, **extra}
+    record; the inline backend needs no display and embeds them. transformers' and datasets'
+    own bars are switched off (``finished_bars``). ``extra`` variables (the training progress
+    file) are set for the kernel too."""
+    values = {"MPLBACKEND": INLINE_BACKEND, **QUIET_LIBRARY_BARS, **extra}
     previous = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -358,6 +360,7 @@ def execute_stage(notebook: Path, given: dict, run_dir: Path, manifest: dict, *,
     finally:
         if kernel_log.exists() and not kernel_log_has_news(kernel_log):
             kernel_log.unlink()  # the kernel had nothing to say
+    finish_bars_in(output)  # the saved notebook shows each bar's last frame, not its first
     ended(STATUS_OK)
     print(f"{counter} {stage} ok ({entry['seconds']} s)", file=sys.stderr, flush=True)
     return entry

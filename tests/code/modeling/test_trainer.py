@@ -160,6 +160,49 @@ def test_the_evaluation_after_training_is_one_line_naming_the_best_checkpoint(ca
                    "micro-F1 0.137, macro-F1 0.035")
 
 
+def test_the_evaluation_bar_after_training_goes_when_the_evaluation_ends(monkeypatch, capsys):
+    """train() evaluates the reloaded best checkpoint after training, with a bar of its own;
+    it stayed in 03 as "[7/7 00:04]" between the table and the "best checkpoint" line."""
+    from transformers.utils import notebook
+
+    shown = []  # what each display in the cell shows now, HTML
+
+    class Handle:
+        def __init__(self, obj):
+            self.index = len(shown)
+            shown.append(obj.data)
+
+        def update(self, obj):
+            shown[self.index] = obj.data
+
+    monkeypatch.setattr(notebook.disp, "display", lambda obj, **kwargs: Handle(obj))
+    callback = trainer.truthful_notebook_progress()
+    _, state, metrics = short_run(callback)
+    args = TrainingArguments(output_dir="unused", report_to=[], use_cpu=True)
+    first = len(shown)
+    for _ in range(3):  # three validation batches
+        callback.on_prediction_step(args, state, TrainerControl(), eval_dataloader=[0, 1, 2])
+    assert len(shown) == first + 1 and "<progress value='3' max='3'" in shown[first]
+    callback.on_evaluate(args, state, TrainerControl(), metrics=dict(metrics))
+    assert shown[first] == "" and callback.prediction_bar is None
+    assert "<progress value='12' max='12'" in shown[0]  # the training bar stays, finished
+    assert capsys.readouterr().out.strip().startswith("best checkpoint (step 12 of 12)")
+
+
+@pytest.mark.parametrize("steps, epoch, begin, end", [
+    (35, 0.75, "training 35 steps,", "trained 35 steps (0.75 epochs) in "),
+    (1, 1.0, "training 1 step,", "trained 1 step (1 epoch) in "),
+    (2, 1.0, "training 2 steps,", "trained 2 steps (1 epoch) in ")])
+def test_the_lines_count_steps_and_epochs_in_words(capsys, steps, epoch, begin, end):
+    callback = trainer.evaluation_lines()
+    state, control = TrainerState(max_steps=steps, num_train_epochs=1), TrainerControl()
+    callback.on_train_begin(None, state, control)
+    state.global_step, state.epoch = steps, epoch
+    callback.on_train_end(None, state, control)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(begin) and lines[1].startswith(end)
+
+
 def test_without_a_progress_bar_each_evaluation_is_one_line_not_a_dict(capsys):
     callback = trainer.evaluation_lines()
     args = TrainingArguments(output_dir="unused", report_to=[], use_cpu=True)
