@@ -269,9 +269,11 @@ def attribution_html(explanations, *, kinds=None, true_labels=None, decisions=No
         cells = [html_lib.escape(e.label), mistake, truth,
                  f"{decided}<br>{explained}{flag}", words]
         rows.append("<tr>" + "".join(f"<td {cell}>{c}</td>" for c in cells) + "</tr>")
+    decided_on = ("Uncalibrated" if any(d is not None and not d.calibrated for d in decisions)
+                  else "Calibrated")  # as each row's own words say (04 without calibration)
     legend = (f"<p>{_swatch(RAISES_RGB, 'red')}: the word raises the explained label's "
               f"probability; {_swatch(LOWERS_RGB, 'blue')}: lowers it. Colour scaled to each "
-              "text's strongest word; hover a word for its attribution. Calibrated p: the "
+              f"text's strongest word; hover a word for its attribution. {decided_on} p: the "
               "probability 04 decided on, against 04's threshold for the label. Raw sigmoid: the "
               "model's own output for the explained text (for a long text, its deciding "
               "window), which integrated gradients splits over the words, from its baseline, "

@@ -251,6 +251,18 @@ class CtrlCAftermath:
 SHUTDOWN_INTERRUPT = re.compile(r"(\[\w+\] (\w+ \| )?)?KeyboardInterrupt caught in kernel\.?")
 
 
+def _finish_bars(output: Path) -> None:
+    """Each bar's last frame in the saved notebook, failed and interrupted stages included
+    (where a reader most wants to see how far a loop got); cosmetic, so it never changes how
+    the stage ended."""
+    try:
+        if output.is_file():
+            finish_bars_in(output)
+    except Exception as exc:  # noqa: BLE001
+        print(f"note: the progress bars in {output} were left as saved ({type(exc).__name__}: "
+              f"{exc})", file=sys.stderr, flush=True)
+
+
 def kernel_log_has_news(path: Path) -> bool:
     """Whether the kernel log says more than the shutdown's own interrupt."""
     with contextlib.suppress(OSError):
@@ -360,7 +372,7 @@ def execute_stage(notebook: Path, given: dict, run_dir: Path, manifest: dict, *,
     finally:
         if kernel_log.exists() and not kernel_log_has_news(kernel_log):
             kernel_log.unlink()  # the kernel had nothing to say
-    finish_bars_in(output)  # the saved notebook shows each bar's last frame, not its first
+        _finish_bars(output)
     ended(STATUS_OK)
     print(f"{counter} {stage} ok ({entry['seconds']} s)", file=sys.stderr, flush=True)
     return entry

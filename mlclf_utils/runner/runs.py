@@ -266,7 +266,8 @@ def rerun_command(run_dir: str | Path, stage: str) -> str:
 # their model elsewhere (a SageMaker job), so only their folder is required.
 STAGE_OUTPUTS = {artifacts.PREPROCESS: (artifacts.TABLE, artifacts.LABEL_MAP,
                                         artifacts.PREPROCESS_CONFIG),
-                 artifacts.SAVE_DATA: (artifacts.CHANNELS,)}
+                 artifacts.SAVE_DATA: (artifacts.CHANNELS,),
+                 artifacts.EVALUATE: (artifacts.REPORT,)}  # 04 writes report.json last
 
 
 def stage_status(run_dir: str | Path, stage: str) -> str:

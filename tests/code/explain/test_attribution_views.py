@@ -199,3 +199,13 @@ def test_the_classes_05_names_are_the_classes_it_explains(tmp_path):
     assert classes == ["commandline", "graphical"]
     summary = views.explanation_summary(explanations, kinds)
     assert summary.startswith(f"explained pairs: 2 over {len(classes)} classes")
+
+
+def test_the_legend_names_the_probability_the_rows_show(tmp_path):
+    # With 04's calibration_method=None the rows read "uncalibrated p": the legend must too.
+    _, _, kinds, _, explanations = _explained(tmp_path)
+    for calibrated, word in ((True, "Calibrated p:"), (False, "Uncalibrated p:")):
+        decisions = [views.Decision(0.2713, 0.421, calibrated), None]
+        html = views.attribution_html(explanations, kinds=kinds, decisions=decisions).data
+        legend = html.split("<table>")[0]
+        assert word in legend and ("Uncalibrated" in legend) is not calibrated

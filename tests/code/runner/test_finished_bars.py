@@ -9,6 +9,7 @@ import papermill
 import pytest
 
 import references
+from mlclf_utils.errors import MlclfError
 from mlclf_utils.runner import execute, finished_bars
 
 # A loop that finishes, one that stops early, one with no total, one that leaves no bar
@@ -71,6 +72,24 @@ def test_a_stage_run_by_the_runner_saves_each_bar_finished_and_no_library_bars(t
     assert len(views) == 1 and "IntSlider" in views[0]["data"]["text/plain"]  # not a bar: kept
     gone = next(c for c in executed.cells if "leave=False" in c.source)
     assert gone.outputs == []  # closed with leave=False: no empty output in its place
+
+
+@pytest.mark.notebooks
+def test_a_stage_that_fails_keeps_its_bars_finished_and_its_failure(tmp_path):
+    # The saved notebook of a failed stage is where a reader looks for how far a loop got.
+    path = tiny_notebook(tmp_path / "98_fails.ipynb")
+    notebook = nbformat.read(str(path), as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell("raise ValueError('the data ran out')"))
+    nbformat.write(notebook, str(path))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    manifest = {"stages": []}
+    with pytest.raises(MlclfError, match="the data ran out"):
+        execute.execute_stage(path, {}, run_dir, manifest, counter="[1/1]", hint="again",
+                              progress_file=tmp_path / "progress.jsonl",
+                              kernel_name=execute.KERNEL_NAME, progress=False)
+    assert manifest["stages"][-1]["status"] == "failed"
+    assert_finished(shown(run_dir / path.name))
 
 
 @pytest.mark.notebooks

@@ -47,6 +47,20 @@ def test_a_later_stage_refuses_a_run_whose_previous_stage_did_not_finish(runs_ro
     assert not (run / "02_save_data").exists()
 
 
+def test_an_04_stopped_before_its_report_does_not_let_05_start(tmp_path):
+    # 04 writes its mistakes and figures long before report.json and the thresholds 05 needs:
+    # a folder holding only those is an 04 that stopped, not one that finished.
+    run = tmp_path / "run"
+    (run / "04_evaluate" / "figures").mkdir(parents=True)
+    (run / "04_evaluate" / artifacts.MISCLASSIFICATIONS).write_text("x")
+    assert runs.stage_status(run, "04_evaluate") == "incomplete: no 04_evaluate/report.json"
+    with pytest.raises(MlclfError, match=r"(?s)04_evaluate did not finish .*05_explain did not start"):
+        runs.resolve_run_dir(run, "05_explain")
+    assert not (run / "05_explain").exists()
+    artifacts.write_json(run / "04_evaluate" / artifacts.REPORT, {})
+    assert runs.stage_status(run, "04_evaluate") == "ok"
+
+
 def test_later_stage_without_any_run_says_to_run_01(runs_root):
     with pytest.raises(MlclfError, match="01_preprocess"):
         runs.resolve_run_dir(None, "03_train")
