@@ -458,12 +458,7 @@ def test_rerunning_03_by_hand_after_a_change_starts_a_new_run_reusing_01_and_02(
         kernel.cell(fine_tune)
     finally:
         kernel.close()
-    match = re.search(rf"03_train already ran in {mine.name}; a run never overwrites another, so "
-                      rf"this is a new run, (\S+), with 01_preprocess, 02_save_data reused from "
-                      rf"{mine.name} by hard link", printed)
-    assert match, printed
-    new = runs / match.group(1)
-    assert f"run directory: {new.name}" in printed
+    new = _forked_run(runs, printed, "03_train", mine, "01_preprocess, 02_save_data")
     assert read_json(new / "03_train" / "model" / "hyperparameters.json")["learning_rate"] == 5e-4
     for name in ("01_preprocess/processed.parquet", "02_save_data/channels.json"):
         assert (new / name).stat().st_ino == (mine / name).stat().st_ino  # hard links
@@ -483,15 +478,22 @@ def test_rerunning_03_by_hand_after_a_change_starts_a_new_run_reusing_01_and_02(
     _check_04_again_took_03_from(runs, new, again)
 
 
+def _forked_run(runs, printed, stage, source, reused):
+    """The new run a stage stepped through again announced (its fork line and its run line)."""
+    match = re.search(rf"{stage} already ran in {source.name}; a run never overwrites another, "
+                      rf"so this is a new run, (\S+), with {reused} reused from {source.name} "
+                      rf"by hard link", printed)
+    assert match, printed
+    new = runs / match.group(1)
+    assert f"run directory: {new.name}" in printed
+    return new
+
+
 def _check_04_again_took_03_from(runs, fork, printed):
     """The browser check's sequence: the second 04 in a fork where 03 ran by hand failed
     ("cannot take 03_train ... did not run there") and left an empty run the pointers named."""
-    match = re.search(rf"04_evaluate already ran in {fork.name}; a run never overwrites another, "
-                      rf"so this is a new run, (\S+), with 01_preprocess, 02_save_data, 03_train "
-                      rf"reused from {fork.name} by hard link", printed)
-    assert match, printed
-    again = runs / match.group(1)
-    assert f"run directory: {again.name}" in printed
+    again = _forked_run(runs, printed, "04_evaluate", fork,
+                        "01_preprocess, 02_save_data, 03_train")
     session = runs / read_session_pointer_name(runs)
     assert session.read_text().strip() == (runs / "LATEST").read_text().strip() == again.name
     entries = read_json(again / "manifest.json")["stages"]
