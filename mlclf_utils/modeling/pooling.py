@@ -108,7 +108,13 @@ class MeanPoolingClassifier(PreTrainedModel):
             pooled = mean_pool(hidden, attention_mask)
         else:
             pooled = self.embed(input_ids, attention_mask, **extra)
-        logits = self.classifier(self.dropout(pooled).to(self.classifier.weight.dtype))
+        # A plain head may be bf16 while pooling is float32. ``quantize=True`` swaps in a
+        # dynamic int8 Linear, whose ``weight`` is a method and which wants float32 anyway.
+        weight = getattr(self.classifier, "weight", None)
+        pooled = self.dropout(pooled)
+        if isinstance(weight, torch.Tensor):
+            pooled = pooled.to(weight.dtype)
+        logits = self.classifier(pooled)
         loss = None
         if labels is not None:
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(),

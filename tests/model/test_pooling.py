@@ -209,6 +209,15 @@ def test_a_mean_pooling_bundle_predicts_what_the_model_does(mean_model_dir, mean
                                atol=1e-5)
 
 
+def test_a_mean_pooling_bundle_runs_quantized(mean_bundle):
+    # 03's default head: quantize=True (predict --quantize, MLCLF_QUANTIZE on an endpoint)
+    # used to stop on "'function' object has no attribute 'dtype'".
+    quantized = Classifier.load(mean_bundle, quantize=True)
+    assert "DynamicQuantizedLinear" in {m._get_name() for m in quantized.model.modules()}
+    diff = np.abs(quantized.predict_proba(TEXTS) - Classifier.load(mean_bundle).predict_proba(TEXTS))
+    assert diff.max() < 0.05
+
+
 def test_the_sagemaker_export_carries_pooling(mean_bundle, tmp_path):
     assert "modeling/pooling.py" in hosting.INFERENCE_MODULES
     out = hosting.export_sagemaker_model(mean_bundle, tmp_path / "sm")
