@@ -79,11 +79,17 @@ clean-venv:
 # so readers see real outputs on GitHub. 01 starts a new run; the later stages pick it up.
 # The inline backend embeds the figures (an inherited MPLBACKEND=Agg would drop them all);
 # the library's own sub-second bars are off, as in the runner's kernels
-# (mlclf_utils/runner/finished_bars.py, QUIET_LIBRARY_BARS).
+# (mlclf_utils/runner/finished_bars.py, QUIET_LIBRARY_BARS). papermill runs through its Python
+# API with the runner's kernel config (mlclf_utils/runner/execute.py, kernel_config): encrypted
+# kernel sockets, so no kernel prints "running over TCP without encryption" here either. Its
+# command line cannot pass that config. A failing cell still stops make with its traceback.
+PAPERMILL_IN_PLACE := import sys, papermill; from mlclf_utils.runner.execute import kernel_config; \
+    papermill.execute_notebook(sys.argv[1], sys.argv[1], cwd="notebooks", progress_bar=False, \
+    config=kernel_config())
 notebooks: demo-data
 	for nb in notebooks/0*.ipynb; do MPLBACKEND=module://matplotlib_inline.backend_inline \
 		HF_HUB_DISABLE_PROGRESS_BARS=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1 \
-		$(PY) -m papermill --cwd notebooks --no-progress-bar "$$nb" "$$nb" || exit 1; done
+		$(PY) -c '$(PAPERMILL_IN_PLACE)' "$$nb" || exit 1; done
 	$(PY) tools/references.py sync
 
 # Re-measure everything in docs/benchmarks.md: a demo run (01-04), the class-weight sweep, each

@@ -132,12 +132,41 @@ def _count(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
-def review_note(negatives: pd.DataFrame, review: pd.DataFrame | None, pairs=None) -> str:
+def pairs_phrase(pairs, negatives: pd.DataFrame, review: pd.DataFrame | None,
+                 audit: pd.DataFrame | None = None, max_pairs: int | None = None) -> str:
+    """"for the first 8 of the 9 suspicious (class, word) pairs (max_pairs = 8); 2 of those 8
+    found no hard negative". The total is the ``audit``'s count of suspicious pairs, as its
+    own line (``token_audit.suspicious_note``) gives it, so that the two lines agree."""
+    pairs = list(dict.fromkeys((cls, (words_of(token) or [token])[0]) for cls, token in pairs))
+    noun = "suspicious (class, word) pair"
+    if audit is not None:
+        require_columns(audit, ["suspicious"], "audit", "05's token audit")
+    total = len(pairs) if audit is None else int(audit["suspicious"].sum())
+    if total == len(pairs):
+        phrase = f"for {_count(len(pairs), noun)}"
+    else:
+        cut = "" if max_pairs is None else f" (max_pairs = {max_pairs})"
+        phrase = f"for the first {len(pairs)} of the {_count(total, noun)}{cut}"
+    found = {pair for table in (negatives, review) if table is not None
+             for pair in zip(table["class"], table["token"])}
+    empty = sum(pair not in found for pair in pairs)
+    if empty == 1 == len(pairs):
+        phrase += "; it found no hard negative"
+    elif empty and empty == len(pairs):
+        phrase += f"; none of the {empty} found a hard negative"
+    elif empty:
+        phrase += f"; {empty} of those {len(pairs)} found no hard negative"
+    return phrase
+
+
+def review_note(negatives: pd.DataFrame, review: pd.DataFrame | None, pairs=None, *,
+                audit: pd.DataFrame | None = None, max_pairs: int | None = None) -> str:
     """One line for 05: how many hard negatives are kept (for how many of the suspicious
-    ``pairs``, when given), and how many were set aside."""
+    ``pairs``, when given: of how many in 05's token ``audit``, cut at ``max_pairs``, and how
+    many pairs found none), and how many were set aside."""
     kept = f"{_count(len(negatives), 'hard negative')} kept"
     if pairs is not None:
-        kept += f" for {_count(len(pairs), 'suspicious (class, word) pair')}"
+        kept += " " + pairs_phrase(pairs, negatives, review, audit, max_pairs)
     if review is None:
         return (f"{kept}; none checked against a label audit (01 ran with label_audit=False, or "
                 "before it had one)")

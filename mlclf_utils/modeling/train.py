@@ -161,6 +161,15 @@ def training_arguments(args: argparse.Namespace, paths: Paths):
     )
 
 
+def probe_line(n_texts: int, loss: float, pos_weight) -> str:
+    """What LP-FT's probe did. "weighted" only when some pos_weight is not 1: 04's plain recipe
+    (strategy none) trains with plain BCE, and the line must not say otherwise."""
+    bce = "BCE" if bool((pos_weight == 1).all()) else "weighted BCE"
+    return (f"linear probe (LP-FT): the head fitted on the frozen encoder's mean-pooled vectors "
+            f"of {n_texts:,} train texts, {bce} {loss:.3f}; now the encoder and head fine-tune "
+            "together")
+
+
 def train(args: argparse.Namespace) -> dict:
     """Load data, derive pos_weight from train, train, save the best model; returns metrics."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
@@ -190,11 +199,10 @@ def train(args: argparse.Namespace) -> dict:
     if args.head_init == "probe":  # LP-FT: the linear probe first, then fine-tune everything
         from mlclf_utils.modeling import pooling
 
-        loss = pooling.probe_head(model, train_ds, collator, class_weights.weights_tensor(weights),
-                                  seed=args.seed, bf16=args.bf16)
-        encoders.announce(f"linear probe (LP-FT): the head fitted on the frozen encoder's "
-                          f"mean-pooled vectors of {len(train_ds):,} train texts, weighted BCE "
-                          f"{loss:.3f}; now the encoder and head fine-tune together")
+        pos_weight = class_weights.weights_tensor(weights)
+        loss = pooling.probe_head(model, train_ds, collator, pos_weight, seed=args.seed,
+                                  bf16=args.bf16)
+        encoders.announce(probe_line(len(train_ds), loss, pos_weight))
     clock = trainer.training_clock()
     callbacks = [clock]
     if args.early_stopping_patience > 0:

@@ -326,11 +326,22 @@ def truthful_notebook_progress():
                                          force_update=self._force_next_update)
             self._force_next_update = False
 
+        trained = False  # True after on_train_end: the next evaluation is the best model's
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.trained = False
+            super().on_train_begin(args, state, control, **kwargs)
+
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            if self.training_tracker is None:  # after training: the best model, reloaded
-                if self.prediction_bar is not None:  # its bar, done, goes (else it stays at
-                    self.prediction_bar.close()      # "[7/7 00:04]" above the line below)
-                    self.prediction_bar = None
+            if self.trained or self.training_tracker is None:  # the best model, reloaded
+                # Its bar was drawn under the finished table, in the table's output, and goes
+                # from there; a bar of its own would stay as "[7/7 00:04]", or, closed, as an
+                # empty HTML output between the table and the line below.
+                if self.training_tracker is not None and self.training_tracker.child_bar:
+                    self.training_tracker.remove_child()
+                elif self.prediction_bar is not None:  # evaluate() without training
+                    self.prediction_bar.close()
+                self.prediction_bar = None
                 if state.is_world_process_zero:
                     print(best_model_line(state, metrics))
                 return
@@ -342,7 +353,7 @@ def truthful_notebook_progress():
         def on_train_end(self, args, state, control, **kwargs):
             self.training_tracker.update(state.global_step, comment=self.comment(state),
                                          force_update=True)
-            self.training_tracker = None
+            self.trained = True  # the tracker stays, to hold the bar of the evaluation after
 
     return TruthfulNotebookProgress()
 

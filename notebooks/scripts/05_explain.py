@@ -144,7 +144,7 @@ explain.plot_top_tokens(inputs, audit);
 
 # %%
 pairs, negatives, to_review = explain.find_hard_negatives(inputs, audit, config)  # also hard_negatives.csv
-print(hard_negatives.review_note(negatives, to_review, pairs))
+print(hard_negatives.review_note(negatives, to_review, pairs, audit=audit, max_pairs=max_pairs))
 display(hard_negatives.table_view(negatives))
 if to_review is not None and len(to_review):
     display(hard_negatives.table_view(to_review))  # also labels_to_review.csv

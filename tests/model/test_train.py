@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import f1_score
 
+from mlclf_utils import artifacts
 from mlclf_utils.modeling import hyperparameters, train, trainer
 from mlclf_utils.errors import MlclfError, ParameterError
 
@@ -374,3 +375,25 @@ def test_a_budget_style_run_prints_lines_and_its_model_loads_with_every_weight(
         "missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
     Classifier.from_model_dir(model_dir).predict_proba(["a web server"])
     assert not [m for m in transformers_log if "LOAD REPORT" in m]
+
+
+# --- session 7: the probe's line names the loss the run really trains with ------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["none", "sqrt"])
+def test_the_probe_line_says_weighted_bce_only_for_a_weighted_run(smoke_run, strategy, capsys):
+    """04's plain recipe (pos_weight_strategy none) printed "weighted BCE" after its probe."""
+    capsys.readouterr()
+    train.run_training(**FAST, run_dir=str(smoke_run), max_steps=1, eval_steps=1, bf16=False,
+                       pooling="mean", head_init="probe", pos_weight_strategy=strategy,
+                       early_stopping_patience=0)
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("linear probe (LP-FT)")]
+    assert len(lines) == 1
+    saved = json.loads((smoke_run / "03_train" / "model" / artifacts.POS_WEIGHT).read_text())
+    assert (set(saved["pos_weight"].values()) == {1.0}) == (strategy == "none")
+    if strategy == "none":
+        assert ", BCE " in lines[0] and "weighted" not in lines[0]
+    else:
+        assert ", weighted BCE " in lines[0]

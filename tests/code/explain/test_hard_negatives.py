@@ -300,3 +300,58 @@ def test_the_wording_counts_one_pair_and_none_set_aside_plainly():
     assert "none set aside" in note and "0 set aside" not in note and "because" not in note
     one = hn.review_note(kept.iloc[:1], review, [("alpha", "zorblat"), ("beta", "kettle")])
     assert one.startswith("1 hard negative kept for 2 suspicious (class, word) pairs; ")
+
+
+# --- session 7: the note counts the pairs as the token audit's line does ---------------------
+
+def _token_audit(suspicious: dict):
+    """05's token audit, as far as the note reads it: (class, token) rows and ``suspicious``."""
+    index = pd.MultiIndex.from_tuples(list(suspicious), names=["class", "token"])
+    return pd.DataFrame({"suspicious": list(suspicious.values())}, index=index)
+
+
+AUDIT = _token_audit({("alpha", "zorblat"): True, ("beta", "boils"): True,
+                      ("beta", "kettle"): True, ("alpha", "plain"): False})
+
+
+def test_the_note_says_max_pairs_cut_the_suspicious_pairs_and_which_found_none():
+    """05's audit said "9 of 120 (class, word) pairs are suspicious", then this line "for 8
+    suspicious (class, word) pairs": max_pairs = 8 had cut the list, and the line did not say."""
+    pairs = [("alpha", "zorblat"), ("beta", "boils")]  # the first 2 of the audit's 3
+    hard = hn.find_hard_negatives(TEXTS, LABELS, IDS, pairs)
+    assert set(hard["token"]) == {"zorblat"}  # "kettle boils" carries beta: none for boils
+    kept, review = hn.set_aside_flagged(hard, None)
+    note = hn.review_note(kept, review, pairs, audit=AUDIT, max_pairs=2)
+    assert note.startswith("3 hard negatives kept for the first 2 of the 3 suspicious "
+                           "(class, word) pairs (max_pairs = 2); 1 of those 2 found no hard "
+                           "negative; none checked against a label audit"), note
+    every = hn.review_note(kept, review, pairs, audit=AUDIT.iloc[[0, 1, 3]], max_pairs=8)
+    assert every.startswith("3 hard negatives kept for 2 suspicious (class, word) pairs; "
+                            "1 of those 2 found no hard negative; "), every
+    assert "max_pairs" not in every and "first" not in every  # nothing was cut
+    alone = hn.review_note(kept.iloc[:0], review, [("beta", "boils")])
+    assert alone.startswith("0 hard negatives kept for 1 suspicious (class, word) pair; "
+                            "it found no hard negative; "), alone
+    both = hn.review_note(kept.iloc[:0], review, [("beta", "boils"), ("alpha", "viewers")])
+    assert "; none of the 2 found a hard negative; " in both
+    with pytest.raises(DataError, match="suspicious"):
+        hn.review_note(kept, review, pairs, audit=AUDIT.drop(columns="suspicious"))
+
+
+def test_a_pair_whose_hard_negatives_all_went_to_review_did_find_some():
+    from mlclf_utils.data.label_audit import MISSING
+
+    pairs = [("alpha", "zorblat"), ("beta", "zorblat")]
+    hard = hn.find_hard_negatives(TEXTS, LABELS, IDS, pairs)
+    beta = hard.loc[hard["class"] == "beta", "source_id"].tolist()
+    assert beta  # the texts with zorblat and without beta
+    kept, review = hn.set_aside_flagged(hard, _label_audit_table(
+        [(sid, "beta", MISSING) for sid in beta]))
+    assert set(kept["class"]) == {"alpha"} and set(review["class"]) == {"beta"}
+    note = hn.review_note(kept, review, pairs, audit=_token_audit(dict.fromkeys(pairs, True)))
+    assert note.startswith("3 hard negatives kept for 2 suspicious (class, word) pairs; "
+                           f"{len(beta)} set aside as labels to review"), note
+    assert "found no hard negative" not in note
+    # The audit spells words as words_of does; a pair typed otherwise is the same pair.
+    same = hn.review_note(kept, review, [("alpha", "Zorblat"), ("beta", "zorblat")])
+    assert "found no hard negative" not in same

@@ -160,9 +160,11 @@ def test_the_evaluation_after_training_is_one_line_naming_the_best_checkpoint(ca
                    "micro-F1 0.137, macro-F1 0.035")
 
 
-def test_the_evaluation_bar_after_training_goes_when_the_evaluation_ends(monkeypatch, capsys):
-    """train() evaluates the reloaded best checkpoint after training, with a bar of its own;
-    it stayed in 03 as "[7/7 00:04]" between the table and the "best checkpoint" line."""
+def test_the_evaluation_bar_after_training_goes_and_leaves_no_empty_output(monkeypatch, capsys):
+    """train() evaluates the reloaded best checkpoint after training. With a bar of its own,
+    it stayed in 03 as "[7/7 00:04]" between the table and the "best checkpoint" line, and,
+    closed, as an empty HTML output there (session 6's JupyterLab check): it is drawn under the
+    finished table instead, in the table's own output, as the evaluations during training are."""
     from transformers.utils import notebook
 
     shown = []  # what each display in the cell shows now, HTML
@@ -179,13 +181,16 @@ def test_the_evaluation_bar_after_training_goes_when_the_evaluation_ends(monkeyp
     callback = trainer.truthful_notebook_progress()
     _, state, metrics = short_run(callback)
     args = TrainingArguments(output_dir="unused", report_to=[], use_cpu=True)
-    first = len(shown)
+    assert len(shown) == 1  # the training table and bar: one output
+    table = shown[0]
     for _ in range(3):  # three validation batches
         callback.on_prediction_step(args, state, TrainerControl(), eval_dataloader=[0, 1, 2])
-    assert len(shown) == first + 1 and "<progress value='3' max='3'" in shown[first]
+    assert len(shown) == 1 and "<progress value='3' max='3'" in shown[0]
+    assert shown[0].startswith(table)  # under the finished table
     callback.on_evaluate(args, state, TrainerControl(), metrics=dict(metrics))
-    assert shown[first] == "" and callback.prediction_bar is None
+    assert len(shown) == 1 and shown[0] == table and callback.prediction_bar is None
     assert "<progress value='12' max='12'" in shown[0]  # the training bar stays, finished
+    assert "max='3'" not in shown[0] and "" not in shown  # the evaluation's bar is gone
     assert capsys.readouterr().out.strip().startswith("best checkpoint (step 12 of 12)")
 
 
