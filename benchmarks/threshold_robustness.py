@@ -132,11 +132,10 @@ def run_config(run_dir: Path) -> dict:
 
     saved = artifacts.read_json(artifacts.path(run_dir, artifacts.EVALUATE, artifacts.THRESHOLDS),
                                 what="04's thresholds")
-    bundle = artifacts.path(run_dir, artifacts.EVALUATE, artifacts.BUNDLE_DIR)
-    calibration_file = bundle / "calibration.json"
-    method = None
-    if calibration_file.is_file():
-        method = artifacts.read_json(calibration_file, what="04's calibration").get("method", "platt")
+    from mlclf_utils.stages import evaluate
+
+    calibration = evaluate.calibration_of(run_dir)
+    method = None if calibration is None else calibration["method"]
     return {"min_support": int(saved["min_support"]), "fallback": saved["fallback"],
             "shrinkage": float(saved.get("shrinkage") or 0.0), "calibration_method": method}
 

@@ -64,6 +64,15 @@ class SetupError(MlclfError, RuntimeError):
     """Something outside Python is missing (apt lists, the network); says what to run."""
 
 
+class StepRefused(MlclfError):
+    """A notebook step refused before it wrote anything (``runner.runs`` raises it). JupyterLab
+    shows the message alone: it names the run, the stage and what to do, and a traceback into
+    the package would bury it."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for an exception's display
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
 def require_columns(table, columns, name: str = "table", what: str | None = None) -> None:
     """A DataFrame holding ``columns``, or an error naming the missing ones and those present.
 

@@ -121,7 +121,7 @@ def plan_run(params: dict | None = None, *, notebooks: list[Path] | None = None,
     if source is not None:
         check_reusable(source, [nb.stem for nb in earlier])
         source_params = (read_manifest(source) or {}).get("parameters", {})
-        check_resume_parameters(params, source, earlier)
+        check_resume_parameters(params, source, earlier, selected)
     merged = {**source_params, **params}
     per_notebook = check_parameters(merged, selected)
     preflight(per_notebook)

@@ -101,22 +101,36 @@ def reuse_stages(source: Path, run_dir: Path, stages: list[str]) -> list[dict]:
     return entries
 
 
-def check_resume_parameters(params: dict, source: Path, reused: list[Path]) -> None:
+def check_resume_parameters(params: dict, source: Path, reused: list[Path],
+                            running: list[Path] = ()) -> None:
     """A value a reused stage read cannot change: that stage will not run again.
 
     A parameter that only 01 declares (the tokenizer's model, say) is read by the later stages
     from 01's files, so a resumed run refuses a new value for it: 03 must train on the tokens
-    01 produced.
+    01 produced. A name that a stage about to run declares is that stage's own (04's
+    batch_size is its inference batch, whatever 03 trained with). A stage stepped through by
+    hand recorded no values, so a value given for it cannot be checked, and is refused rather
+    than compared with the defaults, which it may not have used.
     """
     manifest = read_manifest(source) or {}
+    own = set().union(*(parameter_specs(nb) for nb in running))
     for notebook in reused:
-        entry = stage_entry(manifest, notebook.stem) or {}
+        entry = stage_entry(manifest, notebook.stem)
+        declared = parameter_specs(notebook)
+        given = sorted(set(params) & set(declared) - STAGE_LOCAL - RUNNER_PARAMETERS - own)
+        if entry is None or ("parameters" in entry and entry["parameters"] is None):
+            if given:  # by hand, here or in the run it was taken from: nothing was recorded
+                raise ParameterError(
+                    given[0], params[given[0]],
+                    f"cannot be checked: {notebook.stem}, taken from {source}, was stepped "
+                    "through by hand and recorded no parameters; leave it out (its files are "
+                    "taken as they are), or resume from that stage to run it with this value")
+            continue
         used = entry.get("parameters")
-        if used is None:  # older manifests, or a run made by hand: the defaults plus its values
-            declared = parameter_specs(notebook)
+        if used is None:  # a manifest older than per-stage parameters: the run's, on the defaults
             used = {k: v for k, v in manifest.get("parameters", {}).items() if k in declared}
         used = effective_parameters(notebook, used)
-        for name in sorted(set(params) & set(used) - STAGE_LOCAL - RUNNER_PARAMETERS):
+        for name in given:
             if params[name] != used[name]:
                 raise ParameterError(
                     name, params[name],

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from mlclf_utils import artifacts
 from mlclf_utils.artifacts import MANIFEST, STAGES, read_json, write_json
-from mlclf_utils.errors import MlclfError, ParameterError
+from mlclf_utils.errors import MlclfError, ParameterError, StepRefused
+from mlclf_utils.runner.injected_parameters import (  # noqa: F401 (runs.check_injected_parameters)
+    check_injected_parameters, under_papermill)
 from mlclf_utils.versions import TRACKED_PACKAGES, package_versions  # noqa: F401 - runs.package_versions is used
 
 LATEST = "LATEST"
@@ -33,14 +35,6 @@ STATUS_OK, STATUS_REUSED, STATUS_FAILED = "ok", "reused", "failed"
 STATUS_RUNNING, STATUS_INTERRUPTED = "running", "interrupted"
 FINISHED = (STATUS_OK, STATUS_REUSED)
 NOT_RUN = "not run"
-
-
-class StepRefused(MlclfError):
-    """A notebook step refused before it wrote anything. JupyterLab shows the message alone: it
-    names the run, the stage and what to do, and a traceback into this module would bury it."""
-
-    def _render_traceback_(self) -> list[str]:  # IPython's hook for an exception's display
-        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
 
 
 def project_root(start: Path | None = None) -> Path | None:
@@ -142,12 +136,6 @@ def latest_run_dir(root: str | Path | None = None) -> Path:
     if not path.is_dir():
         raise StepRefused(f"{pointer} names {path.name}, which does not exist; run 01 again")
     return path
-
-
-def under_papermill() -> bool:
-    """True in a kernel that papermill (or the runner) gave parameters: a batch run, which
-    uses ``runs/LATEST``; False when a person steps through the notebook."""
-    return _injected_cell() is not None
 
 
 # The run this kernel used last, so that a notebook re-run in the same kernel can say when the
@@ -300,68 +288,25 @@ def _require_previous_stage(run_dir: Path, stage: str, whose: str) -> None:
     previous = STAGES[STAGES.index(stage) - 1]
     status = stage_status(run_dir, previous)
     if status not in FINISHED:
-        again = "again (a new run)" if _holds_artifacts(run_dir / previous) else "first"
-        raise StepRefused(
-            f"{whose} {previous} did not finish (status {status}): {run_dir}\n"
-            f"  -> run {previous} {again}, or pass run_dir= a run where it finished; "
-            f"{stage} did not start")
+        advice = unfinished_advice(previous, stage, status, _holds_artifacts(run_dir / previous))
+        raise StepRefused(f"{whose} {previous} did not finish (status {status}): {run_dir}\n"
+                          f"  -> {advice}; {stage} did not start")
 
 
-def check_injected_parameters() -> None:
-    """Under papermill, refuse a parameter the notebook's ``parameters`` cell does not define.
-
-    papermill only warns about an unknown name and runs the notebook with the value unused, so
-    ``-p epochz 3`` would train for the default 3 epochs without a word. papermill runs the
-    cells in order and injects its values as a cell of its own right after the parameters cell,
-    written as ``# Parameters`` and one assignment per line; the kernel's input history therefore
-    holds the injected cell and, just before it, the parameters cell. Called by hand in
-    JupyterLab, where nothing was injected, this does nothing.
-    """
-    import ast
-
-    found = _injected_cell()
-    if found is None:
-        return
-    shell, history, injected_at = found
-
-    def assigned(source: str) -> list[str]:
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            return []
-        return [target.id for node in tree.body if isinstance(node, ast.Assign)
-                for target in node.targets if isinstance(target, ast.Name)]
-
-    injected = assigned(history[injected_at])
-    known = assigned(history[injected_at - 1])
-    unknown = [name for name in injected if name not in known]
-    if unknown:
-        raise ParameterError(
-            unknown[0] if len(unknown) == 1 else "parameters",
-            shell.user_ns.get(unknown[0]) if len(unknown) == 1 else unknown,
-            f"no parameter of this notebook has {'this name' if len(unknown) == 1 else 'these names'}"
-            f" (papermill would have ignored {'it' if len(unknown) == 1 else 'them'}); "
-            f"known: {known}")
-
-
-# papermill's injected cell starts with this comment (its translators' ``codify``).
-PAPERMILL_MARK = "# Parameters\n"
-
-
-def _injected_cell():
-    """(shell, input history, index of papermill's injected cell), or None outside papermill."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - notebooks always run in IPython
-        return None
-    shell = get_ipython()
-    if shell is None:
-        return None
-    history = list(shell.history_manager.input_hist_raw)
-    for index in range(len(history) - 1, 0, -1):
-        if history[index].lstrip().startswith(PAPERMILL_MARK):
-            return shell, history, index
-    return None
+def unfinished_advice(previous: str, stage: str, status: str, holds_files: bool) -> str:
+    """What to do about an unfinished ``previous``: a stage may still be at work elsewhere, and
+    telling its user to run it again would start a second one beside it."""
+    elsewhere = "or pass run_dir= a run where it finished"
+    if status == STATUS_RUNNING:  # the runner's record; a killed runner never records the end
+        return (f"{previous} is still running in a batch run, or that run was stopped before it "
+                f"could record the end: wait for it to finish, then run {stage} again; if it "
+                f"was stopped, run {previous} again (a new run), {elsewhere}")
+    if not holds_files:
+        return f"run {previous} first, {elsewhere}"
+    if status.startswith("incomplete"):  # stepped through by hand, perhaps still in a kernel
+        return (f"if {previous} is still being stepped through in another kernel, finish it "
+                f"there first; else run {previous} again (a new run), {elsewhere}")
+    return f"run {previous} again (a new run), {elsewhere}"
 
 
 def stage_dir(run_dir: str | Path, stage: str, *, create: bool = True) -> Path:

@@ -3,8 +3,9 @@
 The notebook takes these steps one cell at a time, with the narrative between them; ``run()``
 takes the same steps in the same order without displaying anything, for tests and scripts.
 Every file 04 leaves in ``runs/<run-id>/04_evaluate/`` is written here and read back through
-the ``read_*`` functions, so that the sweep, the benchmarks and 05 never spell a file name of
-their own and a missing file always names itself.
+the readers in ``stages/evaluate_readers`` (``read_report``, ``calibration_of``, ...), which
+this module re-exports: the sweep, the benchmarks and 05 never spell a file name of their own
+and a missing file always names itself.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import numpy as np
 import pandas as pd
 
 from mlclf_utils import artifacts
-from mlclf_utils.errors import DataError, ParameterError, check_positive_int, truncation_lines
+from mlclf_utils.errors import ParameterError, check_positive_int, truncation_lines
 from mlclf_utils.evaluation import comparison as baseline_comparison
 from mlclf_utils.evaluation.comparison import PLAIN, REFERENCE, TFIDF  # noqa: F401 (04's names)
+from mlclf_utils.stages.evaluate_readers import (  # noqa: F401 (04's readers, as evaluate.*)
+    READ_HINT, calibration_of, existing_file, read_misclassifications, read_per_class,
+    read_report, read_thresholds)
 
 STAGE = artifacts.EVALUATE
-# Where a reader of 04's files sends a person whose run lacks them.
-READ_HINT = ("04_evaluate has not finished on this run: run it "
-             "(python -m mlclf_utils run --resume RUN)")
 
 
 @dataclass(frozen=True)
@@ -352,41 +353,3 @@ def run(run_dir, config: Config = Config(), *, progress: bool = False) -> dict:
             "texts_with_errors": int((errors["n_errors"] > 0).sum()),
             "models_compared": [c for c in comparison.columns
                                 if not c.startswith("Δ") and c != "better"]}
-
-
-# --- reading 04's files back -------------------------------------------------------------------
-
-def read_report(run_dir) -> dict:
-    """report.json: ``test_at_0.5``, ``test_tuned``, ``validation_tuned`` and ``comparison``."""
-    return artifacts.read_json(artifacts.path(run_dir, STAGE, artifacts.REPORT), what="04's report",
-                               hint=READ_HINT)
-
-
-def existing_file(run_dir, name: str, what: str) -> Path:
-    """04's file ``name``, or a DataError naming it and how to make it."""
-    path = artifacts.path(run_dir, STAGE, name)
-    if not path.is_file():
-        raise DataError(f"04's {what} not found (the file is missing)", file=str(path),
-                        hint=READ_HINT)
-    return path
-
-
-def read_per_class(run_dir) -> pd.DataFrame:
-    """per_class_test.csv, indexed by label."""
-    return pd.read_csv(existing_file(run_dir, artifacts.PER_CLASS_TEST, "per-class table"),
-                       index_col="label")
-
-
-def read_thresholds(run_dir) -> dict[str, float]:
-    """thresholds.json as label -> threshold, in label order."""
-    from mlclf_utils.evaluation import thresholds
-
-    return thresholds.load_thresholds(existing_file(run_dir, artifacts.THRESHOLDS, "thresholds"))
-
-
-def read_misclassifications(run_dir) -> pd.DataFrame:
-    """misclassifications.parquet, lists as lists: what 05 explains."""
-    from mlclf_utils.evaluation import misclassifications
-
-    return misclassifications.load_misclassifications(
-        existing_file(run_dir, artifacts.MISCLASSIFICATIONS, "misclassification table"))

@@ -93,14 +93,12 @@ def load_inputs(run_dir) -> Inputs:
     """Everything 05 reads; also makes 05's own folder, refusing one that already holds files."""
     from mlclf_utils.data import dataset, windows
     from mlclf_utils.runner import runs
-    from mlclf_utils.serving.bundle_reader import CALIBRATION_FILE
     from mlclf_utils.stages import evaluate, save_data, train as train_stage
 
     run_dir = Path(run_dir)
     errors = evaluate.read_misclassifications(run_dir)
     thresholds = evaluate.read_thresholds(run_dir)
-    calibrated = artifacts.path(run_dir, evaluate.STAGE, artifacts.BUNDLE_DIR,
-                                CALIBRATION_FILE).is_file()
+    calibrated = evaluate.calibration_of(run_dir) is not None
     runs.stage_dir(run_dir, STAGE)
     data_dir = save_data.dataset_dir(run_dir)
     train_split, label_map = dataset.load_split(data_dir / "train")

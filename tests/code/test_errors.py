@@ -69,3 +69,14 @@ def test_a_warning_given_as_text_and_category_is_printed_as_its_text(capsys):
         warnings.warn("some texts were cut", TruncationWarning)
     assert capsys.readouterr().out == "test: some texts were cut\n"
     assert issubclass(TruncationWarning, UserWarning)  # filters on UserWarning still reach it
+
+
+def test_a_refused_step_is_one_of_the_packages_errors_and_shows_as_one_line():
+    from mlclf_utils.errors import MlclfError, StepRefused
+    from mlclf_utils.runner import runs
+
+    assert runs.StepRefused is StepRefused  # where the runner and the notebooks raise it
+    refused = StepRefused("04_evaluate did not start")
+    assert isinstance(refused, MlclfError)
+    # IPython's hook: JupyterLab shows the message alone, without a traceback into the package
+    assert refused._render_traceback_() == ["\x1b[0;31mStepRefused\x1b[0m: 04_evaluate did not start"]

@@ -120,3 +120,42 @@ def test_restating_a_reused_value_or_changing_a_training_seed_is_fine(fake_run, 
     assert [nb.stem for nb in plan.earlier] == ["01_preprocess", "02_save_data"]
     assert [nb.stem for nb in plan.selected] == ["03_train", "04_evaluate"]
     assert plan.per_notebook[plan.selected[0]]["seed"] == 7
+
+
+# --- resuming from a run with a stage stepped through by hand (session 7, H2 item 5) ----------
+
+def _fork_with_03_by_hand(fake_run, tmp_path):
+    """A fork made by hand (01 and 02 reused from a run made by hand: no values recorded), with
+    03 stepped through by hand there on a non-default learning rate: no entry at all."""
+    from mlclf_utils import artifacts
+
+    run = fake_run(tmp_path, {"01_preprocess": "reused", "02_save_data": "reused"})
+    manifest = artifacts.read_json(run / artifacts.MANIFEST)
+    for entry in manifest["stages"]:
+        entry["parameters"] = None  # what fork_run copies from a source made by hand
+    artifacts.write_json(run / artifacts.MANIFEST, {**manifest, "by_hand": True})
+    (run / "03_train" / "model").mkdir(parents=True)
+    (run / "03_train" / "model" / "hyperparameters.json").write_text('{"learning_rate": 5e-4}')
+    return run
+
+
+@pytest.mark.parametrize("value", [5e-4, 1e-4])  # what 03 used, and the default it did not use
+def test_a_value_for_a_stage_stepped_through_by_hand_is_not_checked_against_the_defaults(
+        fake_run, runs_root, tmp_path, value):
+    run = _fork_with_03_by_hand(fake_run, tmp_path)
+    assert parameters.parameter_specs(parameters.stage_notebooks()[2])["learning_rate"].default == 1e-4
+    with pytest.raises(ParameterError, match=r"learning_rate=.*cannot be checked: 03_train, "
+                                             r"taken from .*, was stepped through by hand"):
+        pipeline.plan_run({"learning_rate": value}, resume=run, first="04")
+    with pytest.raises(ParameterError, match=r"max_length=64: cannot be checked: 01_preprocess"):
+        pipeline.plan_run({"max_length": 64}, resume=run, first="04")
+    plan = pipeline.plan_run({"n_steps": 8}, resume=run, first="04")  # 04's and 05's own: fine
+    assert [nb.stem for nb in plan.earlier] == ["01_preprocess", "02_save_data", "03_train"]
+
+
+def test_04s_batch_size_is_its_own_not_03s(fake_run, tmp_path):
+    run = fake_run(tmp_path, {"01_preprocess": "ok", "02_save_data": "ok", "03_train": "ok"})
+    plan = pipeline.plan_run({"batch_size": 128}, resume=run, first="04", last="04")
+    assert plan.per_notebook[plan.selected[0]]["batch_size"] == 128
+    with pytest.raises(ParameterError, match="learning_rate.*03_train, which is taken from"):
+        pipeline.plan_run({"learning_rate": 1e-3}, resume=run, first="04", last="04")

@@ -47,6 +47,44 @@ def test_a_later_stage_refuses_a_run_whose_previous_stage_did_not_finish(runs_ro
     assert not (run / "02_save_data").exists()
 
 
+def _refusal(run, stage) -> str:
+    with pytest.raises(runs.StepRefused) as caught:
+        runs.resolve_run_dir(run, stage)
+    return str(caught.value)
+
+
+def test_a_previous_stage_still_running_is_waited_for_not_started_again(tmp_path):
+    # A batch run records "running" until its stage ends; a person told to "run it again"
+    # would start a second 03 beside the one still training (or not know that it was killed).
+    run = tmp_path / "run"
+    (run / "03_train" / "checkpoints").mkdir(parents=True)
+    artifacts.write_json(run / runs.MANIFEST, {"stages": [{"stage": "03_train", "status": "running"}]})
+    message = _refusal(run, "04_evaluate")
+    assert message == (
+        f"the run's 03_train did not finish (status running): {run}\n  -> 03_train is still "
+        "running in a batch run, or that run was stopped before it could record the end: wait "
+        "for it to finish, then run 04_evaluate again; if it was stopped, run 03_train again "
+        "(a new run), or pass run_dir= a run where it finished; 04_evaluate did not start")
+    assert not (run / "04_evaluate").exists()
+
+
+def test_the_advice_for_an_unfinished_previous_stage_fits_its_status(tmp_path):
+    run = tmp_path / "run"
+    (run / "01_preprocess" / "figures").mkdir(parents=True)  # by hand, perhaps still in a kernel
+    assert ("(status incomplete: no 01_preprocess/processed.parquet): "
+            f"{run}\n  -> if 01_preprocess is still being stepped through in another kernel, "
+            "finish it there first; else run 01_preprocess again (a new run), or pass run_dir= "
+            "a run where it finished; 02_save_data did not start") in _refusal(run, "02_save_data")
+    for status in ("failed", "interrupted"):  # it ended: running it again is the way
+        artifacts.write_json(run / runs.MANIFEST,
+                             {"stages": [{"stage": "01_preprocess", "status": status}]})
+        assert (f"(status {status}): {run}\n  -> run 01_preprocess again (a new run), or pass "
+                "run_dir= a run where it finished; 02_save_data") in _refusal(run, "02_save_data")
+    (run / "01_preprocess" / "figures").rmdir()  # nothing left of it: it has to run first
+    assert "  -> run 01_preprocess first, or pass run_dir=" in _refusal(run, "02_save_data")
+    assert not (run / "02_save_data").exists()
+
+
 def test_an_04_stopped_before_its_report_does_not_let_05_start(tmp_path):
     # 04 writes its mistakes and figures long before report.json and the thresholds 05 needs:
     # a folder holding only those is an 04 that stopped, not one that finished.
