@@ -6,16 +6,20 @@ Both explain the same (text, label) pairs of real demo texts with layer integrat
 on the input embeddings, the same sigmoid target and the same [PAD] baseline. The baseline row
 is what tutorials do: every text padded to max_length=128 (pads masked out), 50 steps, all
 steps in one batch. mlclf explains each text at its own length, in internal batches of 16
-steps: one pair at a time through Captum (``batched=False``), or batched (the default:
-``explain_many`` shares one text's forward passes among its labels and packs texts of similar
-length into the same passes). ``--labels-per-text`` asks several labels of each text, as 05
+steps: one pair at a time through Captum (``batched=False``), or batched (``explain_many``
+shares one text's forward passes among its labels and packs texts of similar length into the
+same passes), on Captum's Gauss-Legendre rule or on the default transplanted one
+(``mlclf_utils.explain.quadrature``), whose nodes sit where the integrand turns, so that fewer
+steps reach the same delta. ``--labels-per-text`` asks several labels of each text, as 05
 does when a text is a mistake for several classes; ``--true-labels`` asks each text about its
 own labels (2.15 per test text on the demo), the question "why these labels?" a user asks of a
 prediction. Every variant is timed on the short texts
 (up to 64 tokens) and on the others separately, so that packing never mixes the two. A row
 counts only if its median and max |delta| are no larger than the baseline's
 (``delta_at_most_baseline``; ``meets_bar`` adds issue 14's 2x): fast by being less exact is no
-win.
+win. Delta checks only the sum of a pair's attributions, so each row's token attributions are
+also compared with a 160-step Gauss-Legendre reference (``--reference-steps``; untimed; its own
+deltas are in Settings).
 
 Without --model-dir the packaged MiniLM gets a fresh head (seeded, spread out so the
 probabilities move): speed does not depend on training. Texts come from --run-dir's test split,
@@ -143,8 +147,13 @@ def main(argv=None) -> int:
                         help="ask each text about its own labels instead (needs --run-dir and "
                              "--model-dir trained on that run)")
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=40,
+                        help="steps of the default (transplanted) row; 05's n_steps")
     parser.add_argument("--fewer-steps", type=int, default=32,
-                        help="also try the Explainer with this many steps (0: skip)")
+                        help="also try both rules with this many steps (0: skip)")
+    parser.add_argument("--reference-steps", type=int, default=160,
+                        help="Gauss-Legendre steps of the untimed reference every row's token "
+                             "attributions are compared with (0: skip)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out",
@@ -172,9 +181,10 @@ def main(argv=None) -> int:
     lengths = [min(len(ids), args.max_length) for ids in tokenizer(texts)["input_ids"]]
     lengths = [n for n, ks in zip(lengths, asked) for _ in ks]  # one per pair
 
-    def explainer_variant(n_steps, internal_batch_size, batched=False):
+    def explainer_variant(n_steps, internal_batch_size, batched=False, quadrature="gausslegendre"):
         explainer = Explainer(model, tokenizer, n_steps=n_steps, max_length=args.max_length,
-                              internal_batch_size=internal_batch_size, batched=batched)
+                              internal_batch_size=internal_batch_size, batched=batched,
+                              quadrature=quadrature)
 
         def run(pairs):
             with warnings.catch_warnings():  # truncation notices are expected here
@@ -193,18 +203,27 @@ def main(argv=None) -> int:
                  50, 16, explainer_variant(50, 16)),
                 ("mlclf Explainer, Captum per pair: own length, 50 steps, one batch", 50, None,
                  explainer_variant(50, None)),
-                ("mlclf Explainer, batched (default): labels of a text share passes, similar "
-                 "lengths packed, 50 steps, 16 rows of max_length per pass", 50, 16,
+                ("mlclf Explainer, batched: labels of a text share passes, similar lengths "
+                 "packed, Gauss-Legendre, 50 steps, 16 rows of max_length per pass", 50, 16,
                  explainer_variant(50, 16, batched=True)),
                 ("mlclf Explainer, batched: as above, 32 rows of max_length per pass", 50, 32,
                  explainer_variant(50, 32, batched=True)),
                 ("mlclf Explainer, batched: as above, 8 rows of max_length per pass", 50, 8,
-                 explainer_variant(50, 8, batched=True))]
+                 explainer_variant(50, 8, batched=True)),
+                (f"mlclf Explainer, batched (default): transplanted Gauss-Legendre (arcsine "
+                 f"map), {args.steps} steps, 16 rows of max_length per pass", args.steps, 16,
+                 explainer_variant(args.steps, 16, batched=True, quadrature="transplanted"))]
     if args.fewer_steps:
-        variants.append((f"mlclf Explainer, batched: {args.fewer_steps} steps, 16 rows of "
-                         "max_length per pass", args.fewer_steps, 16,
-                         explainer_variant(args.fewer_steps, 16, batched=True)))
+        for rule, name in (("gausslegendre", "Gauss-Legendre"), ("transplanted", "transplanted")):
+            variants.append((f"mlclf Explainer, batched: {name}, {args.fewer_steps} steps, 16 "
+                             "rows of max_length per pass", args.fewer_steps, 16,
+                             explainer_variant(args.fewer_steps, 16, batched=True,
+                                               quadrature=rule)))
 
+    exact, exact_deltas = None, None
+    if args.reference_steps:  # untimed: what every row's attributions are judged against
+        explained = explainer_variant(args.reference_steps, 16, batched=True)(items)
+        exact, exact_deltas = [a for a, _ in explained], np.abs([d for _, d in explained])
     rows, reference = [], None
     short = np.asarray(lengths) <= 64
     for name, n_steps, batch, function in variants:
@@ -221,6 +240,10 @@ def main(argv=None) -> int:
         # Same function, same baseline: the attributions must agree whatever the recipe.
         diffs = [np.abs(a - b).max() for (a, _), (b, _) in zip(outputs, reference[0])]
         row["max_abs_attribution_diff_vs_baseline"] = float(f"{max(diffs):.3g}")
+        if exact is not None:  # per pair, the largest token error; then over pairs
+            errors = [np.abs(a - b).max() for (a, _), b in zip(outputs, exact)]
+            row["token_error_vs_reference_median"] = float(f"{np.median(errors):.3g}")
+            row["token_error_vs_reference_max"] = float(f"{max(errors):.3g}")
         row["speedup"] = round(float(reference[1].sum() / seconds.sum()), 2)
         row["speedup_texts_up_to_64_tokens"] = (
             round(float(reference[1][short].sum() / seconds[short].sum()), 2) if short.any()
@@ -244,6 +267,9 @@ def main(argv=None) -> int:
         "tokens_median": float(np.median(lengths)),
         "texts_at_max_length": int(sum(n >= args.max_length for n in lengths)),
         "max_length": args.max_length,
+        "reference": (f"batched Gauss-Legendre, {args.reference_steps} steps, median |delta| "
+                      f"{np.median(exact_deltas):.2g}, max {exact_deltas.max():.2g}"
+                      if exact is not None else "none"),
     }, rows, args.out)
     return 0
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from mlclf_utils.errors import ParameterError, check_positive_int
 from mlclf_utils.evaluation.misclassifications import PROBABILITY_DECIMALS, parse_probabilities
-from mlclf_utils.explain.attributions import DELTA_FLOOR, check_explanations
+from mlclf_utils.explain.explanation import DELTA_FLOOR, check_explanations
 
 # Layout of the static figure, in character cells of a monospace font: fixed cells make the
 # line wrapping exact without asking a renderer for text widths.

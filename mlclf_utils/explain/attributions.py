@@ -35,37 +35,13 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mlclf_utils.errors import DataError, ParameterError, TruncationWarning, check_positive_int
-
-# Changes in probability smaller than this are judged on an absolute scale (see module doc).
-DELTA_FLOOR = 1e-2
-
-
-@dataclass
-class Explanation:
-    """One (text, label): token and word attributions plus the numbers to trust them by."""
-
-    text: str
-    label: str
-    label_index: int
-    tokens: list[str]
-    token_attributions: np.ndarray
-    words: list[str]
-    word_attributions: np.ndarray
-    probability: float
-    baseline_probability: float
-    delta: float
-    delta_ok: bool
-
-    def top_words(self, n: int = 5) -> list[tuple[str, float]]:
-        """The n words that pushed the probability up the most."""
-        order = np.argsort(-self.word_attributions, kind="stable")[:n]
-        return [(self.words[i], float(self.word_attributions[i])) for i in order]
+from mlclf_utils.explain.explanation import DELTA_FLOOR, Explanation
+from mlclf_utils.explain.quadrature import check_rule
 
 
 def _embedding_layer(model):
@@ -97,14 +73,22 @@ def _model_labels(model) -> list[str]:
 class Explainer:
     """Layer integrated gradients for one model, reused across texts and labels."""
 
-    def __init__(self, model, tokenizer, *, n_steps: int = 50, internal_batch_size: int | None = 16,
+    def __init__(self, model, tokenizer, *, n_steps: int = 40, internal_batch_size: int | None = 16,
                  max_length: int | None = None, delta_tolerance: float = 1e-2,
-                 batched: bool = True):
+                 batched: bool = True, quadrature: str | None = None):
         """``max_length=None``: the model's own limit. A model folder's trained cut comes
         from ``from_model_dir``, which reads it the way ``Classifier`` does. ``batched``: the
-        shared-pass path (see the module doc), else Captum one pair at a time."""
+        shared-pass path (see the module doc), else Captum one pair at a time. ``quadrature``
+        (``mlclf_utils.explain.quadrature``): None is the transplanted rule when batched, and
+        Captum's Gauss-Legendre, its only one, when not."""
         if not isinstance(batched, bool):
             raise ParameterError("batched", batched, "must be True or False")
+        if quadrature is None:
+            quadrature = "transplanted" if batched else "gausslegendre"
+        self.quadrature = check_rule(quadrature)
+        if not batched and quadrature != "gausslegendre":
+            raise ParameterError("quadrature", quadrature, "Captum's per-pair path "
+                                 "(batched=False) has only 'gausslegendre'")
         self.layer = _embedding_layer(model)
         if not getattr(tokenizer, "is_fast", False):
             raise ParameterError("tokenizer", type(tokenizer).__name__,
@@ -140,7 +124,8 @@ class Explainer:
 
     def __repr__(self) -> str:
         return (f"Explainer({type(self.model).__name__}, {len(self.labels)} labels, "
-                f"n_steps={self.n_steps}, max_length={self.max_length})")
+                f"n_steps={self.n_steps}, quadrature={self.quadrature!r}, "
+                f"max_length={self.max_length})")
 
     @classmethod
     def from_model_dir(cls, model_dir, **kw) -> "Explainer":
@@ -309,7 +294,8 @@ class Explainer:
         return batched_ig.attribute(self.model, self.layer, jobs, n_steps=self.n_steps,
                                     rows_per_pass=self.internal_batch_size,
                                     max_length=self.max_length,
-                                    pad_id=self.tokenizer.pad_token_id, progress=progress)
+                                    pad_id=self.tokenizer.pad_token_id, progress=progress,
+                                    quadrature=self.quadrature)
 
     def _explain_prepared(self, prepared: list[tuple], progress=None) -> list[Explanation]:
         """The batched path: one job per distinct text holding every label asked of it; the
@@ -374,21 +360,3 @@ def _warn_unconverged(explanations: list[Explanation], n_steps: int) -> None:
         warnings.warn(f"{len(bad)} of {len(explanations)} explanations fail the completeness "
                       f"check (attributions do not add up to F(text) - F(baseline)); positions "
                       f"{bad[:10]}. Raise n_steps (now {n_steps}).", stacklevel=3)
-
-
-def check_explanations(explanations) -> list[Explanation]:
-    """A non-empty list of Explanation (one is wrapped), or an error naming the bad positions:
-    every consumer of explanations (views, token audit) refuses the same input the same way."""
-    if isinstance(explanations, Explanation):
-        return [explanations]
-    try:
-        out = list(explanations)
-    except TypeError:
-        raise ParameterError("explanations", type(explanations).__name__,
-                             "must be a list of Explanation") from None
-    if not out:
-        raise ParameterError("explanations", out, "need at least one explanation")
-    bad = [i for i, e in enumerate(out) if not isinstance(e, Explanation)]
-    if bad:
-        raise ParameterError("explanations", f"positions {bad[:10]}", "are not Explanation objects")
-    return out

@@ -10,11 +10,13 @@ about three labels runs its interpolated inputs through the model three times. H
   longest with its pads masked out, so that the rows of a pass are full whatever the text's
   length; rows of different texts never meet (attention is masked, the pooling is per row).
 
-Nothing else changes: the same Gauss-Legendre nodes and weights as Captum's default, the same
-attribution layer (its output is replaced by the interpolated one, as Captum does with a hook),
-the same sigmoid target, the same baseline ids. tests/model/test_attributions.py holds the
-attributions and deltas equal to Captum's one-pair-at-a-time ones; benchmarks/explain_speed.py
-measures the gain. Jobs are token ids, not texts, so that any token window can be explained.
+Nothing else changes: the same attribution layer (its output is replaced by the interpolated
+one, as Captum does with a hook), the same sigmoid target, the same baseline ids. With Captum's
+Gauss-Legendre rule (``quadrature="gausslegendre"``) tests/model/test_attributions.py holds the
+attributions and deltas equal to Captum's one-pair-at-a-time ones; the default rule is the
+transplanted one (``mlclf_utils.explain.quadrature``), which needs fewer steps for the same
+delta. benchmarks/explain_speed.py measures the gains. Jobs are token ids, not texts, so that
+any token window can be explained.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from mlclf_utils.explain.quadrature import nodes_and_weights
 
 # Texts within this ratio of a pack's longest share its passes: at most ~15 % of a pass is pads.
 PACK_LENGTH_RATIO = 0.85
@@ -46,12 +50,6 @@ class Attribution:
     delta: float
 
 
-def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights on [0, 1]: Captum's default rule, so that the two agree node for node."""
-    nodes, weights = np.polynomial.legendre.leggauss(n_steps)
-    return (nodes + 1) / 2, weights / 2
-
-
 def pack_jobs(jobs: list[Job], ratio: float = PACK_LENGTH_RATIO) -> list[list[int]]:
     """Job positions grouped by length, longest first: a pack's texts are all at least ``ratio``
     times its longest, so padding them to it wastes little."""
@@ -66,18 +64,21 @@ def pack_jobs(jobs: list[Job], ratio: float = PACK_LENGTH_RATIO) -> list[list[in
 
 
 def attribute(model, layer, jobs: list[Job], *, n_steps: int, rows_per_pass: int | None,
-              max_length: int, pad_id: int, progress=None) -> list[list[Attribution]]:
+              max_length: int, pad_id: int, progress=None,
+              quadrature: str = "transplanted") -> list[list[Attribution]]:
     """Every job's attributions, one list per job in the labels' order.
 
     ``rows_per_pass`` bounds the memory the way Captum's ``internal_batch_size`` does, counted
     in rows of ``max_length`` tokens: a pass holds ``rows_per_pass * max_length`` tokens, so
     short texts get more rows per pass. None: every row of a pack in one pass. ``progress`` is
-    called with the number of jobs finished after each pack.
+    called with the number of jobs finished after each pack. ``quadrature`` names the rule
+    (``mlclf_utils.explain.quadrature``).
     """
+    rule = nodes_and_weights(quadrature, n_steps)
     out: list[list[Attribution] | None] = [None] * len(jobs)
     budget = None if rows_per_pass is None else rows_per_pass * max_length
     for pack in pack_jobs(jobs):
-        results = _attribute_pack(model, layer, [jobs[i] for i in pack], n_steps, budget, pad_id)
+        results = _attribute_pack(model, layer, [jobs[i] for i in pack], rule, budget, pad_id)
         for i, result in zip(pack, results):
             out[i] = result
         if progress is not None:
@@ -102,8 +103,8 @@ def _probabilities(model, ids, mask):
     return torch.sigmoid(model(input_ids=ids, attention_mask=mask).logits.float())
 
 
-def _attribute_pack(model, layer, jobs: list[Job], n_steps: int, budget: int | None,
-                    pad_id: int) -> list[list[Attribution]]:
+def _attribute_pack(model, layer, jobs: list[Job], rule: tuple[np.ndarray, np.ndarray],
+                    budget: int | None, pad_id: int) -> list[list[Attribution]]:
     import torch
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -113,7 +114,8 @@ def _attribute_pack(model, layer, jobs: list[Job], n_steps: int, budget: int | N
     with torch.no_grad():
         ends = _probabilities(model, torch.cat([ids, base_ids]), torch.cat([mask, mask]))
         inputs, baselines = layer(ids), layer(base_ids)
-    nodes, weights = gauss_legendre(n_steps)
+    nodes, weights = rule
+    n_steps = len(nodes)
     dtype = inputs.dtype
     alphas = torch.tensor(nodes, dtype=dtype, device=device)
     step_weights = torch.tensor(weights, dtype=dtype, device=device)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mlclf_utils.explain.attributions import Explanation, check_explanations
+from mlclf_utils.explain.explanation import Explanation, check_explanations
 from mlclf_utils.errors import DataError, ParameterError, check_positive_int, require_columns
 
 log = logging.getLogger(__name__)

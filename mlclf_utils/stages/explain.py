@@ -31,7 +31,7 @@ class Config:
 
     n_classes: int = 6
     n_per_kind: int = 3
-    n_steps: int = 50
+    n_steps: int = 40
     internal_batch_size: int = 16
     max_pairs: int = 8
     oversample_factor: int = 3

@@ -23,8 +23,13 @@
 #
 # Here $F$ is **one label's sigmoid probability** (never a softmax: the labels are independent), $x$ are
 # the token embeddings, and the baseline $x'$ is the same sequence with every word token replaced by
-# `[PAD]`. The *convergence delta* measures how far the numerical integral is from the completeness
-# identity on the right; explanations with a large delta are flagged.
+# `[PAD]`. The integral is a weighted sum of the gradient at `n_steps` points $\alpha$ on the path, each
+# costing a forward and a backward pass. A fine-tuned model's probability hardly moves near either end
+# of the path and turns somewhere in the middle, so the points here are Gauss-Legendre nodes spread
+# toward the middle by an arcsine map (`mlclf_utils/explain/quadrature.py`); Captum's Gauss-Legendre
+# rule crowds them at the ends. The *convergence delta* measures how far the numerical integral is from
+# the completeness identity on the right; explanations with a large delta are flagged.
+# docs/benchmarks.md compares the two rules' speed at equal delta.
 
 # %%
 # Every notebook here runs on the project's kernel, "Python (mlclf)", which `make install` registers.
@@ -39,7 +44,7 @@ except ModuleNotFoundError:
 run_dir = None            # type: str|None  None: the run your 01 started by hand (papermill: the latest); a new one if 05 ran there
 n_classes = 6             # type: int  explain the classes with the most test errors (FP + FN)
 n_per_kind = 3            # type: int  false positives and false negatives explained per class
-n_steps = 50              # type: int  integration steps of integrated gradients
+n_steps = 40              # type: int  integration steps of integrated gradients
 internal_batch_size = 16  # type: int  forward passes hold this many max_length-token rows of interpolated inputs (memory against speed)
 max_pairs = 8             # type: int  suspicious (class, word) pairs turned into hard negatives
 oversample_factor = 3     # type: int  each hard negative appears this many times in the retrain set

@@ -280,8 +280,49 @@ def _assert_same(batched: list[Explanation], reference: list[Explanation]):
 
 
 def _pair_of_explainers(model, tokenizer, **kw):
-    return (Explainer(model, tokenizer, **kw),
+    """The batched path on Captum's rule, and Captum itself: equal node for node."""
+    return (Explainer(model, tokenizer, quadrature="gausslegendre", **kw),
             Explainer(model, tokenizer, batched=False, **kw))
+
+
+def test_the_default_rule_is_transplanted_and_captum_has_only_its_own(fitted):
+    model, tokenizer = fitted
+    assert Explainer(model, tokenizer).quadrature == "transplanted"
+    assert Explainer(model, tokenizer, batched=False).quadrature == "gausslegendre"
+    with pytest.raises(ParameterError, match="quadrature.*only 'gausslegendre'"):
+        Explainer(model, tokenizer, batched=False, quadrature="transplanted")
+    with pytest.raises(ParameterError, match="quadrature.*must be one of"):
+        Explainer(model, tokenizer, quadrature="riemann")
+
+
+def test_both_rules_converge_to_the_same_attributions(fitted):
+    """The transplanted nodes and weights are a rule for the same integral: with many steps
+    both land on Gauss-Legendre's 256-step attributions, far closer than one step lands."""
+    model, tokenizer = fitted
+    items = [(TEXT, "alpha"), (TEXT, "beta"), ("lantern tool data", 2)]
+
+    def attributions(quadrature, n):
+        explainer = Explainer(model, tokenizer, n_steps=n, quadrature=quadrature,
+                              delta_tolerance=1.0)
+        return [e.token_attributions for e in explainer.explain_many(items, progress=False)]
+
+    reference = attributions("gausslegendre", 256)
+    fine = [attributions(rule, 64) for rule in ("transplanted", "gausslegendre")]
+    coarse = attributions("transplanted", 1)  # the tolerance below can tell rules apart
+    for r, t, g, c in zip(reference, *fine, coarse):
+        errors = [np.abs(x - r).max() for x in (t, g)]
+        assert max(errors) < 1e-4  # both settle within ~4e-5 of it on this tiny model
+        assert np.abs(c - r).max() > 10 * max(errors)
+
+
+def test_the_transplanted_rule_packs_as_it_explains_one_pair(fitted):
+    model, tokenizer = fitted
+    explainer = Explainer(model, tokenizer, n_steps=12, max_length=24, internal_batch_size=1,
+                          delta_tolerance=1.0)
+    items = [(TEXT, "alpha"), ("lantern", "beta"), ("a zorblat library for text", 2),
+             (TEXT, "beta")]
+    _assert_same(explainer.explain_many(items, progress=False),
+                 [explainer.explain(text, label) for text, label in items])
 
 
 def test_batched_equals_per_pair_for_every_label_of_one_text(fitted):
@@ -315,7 +356,7 @@ def test_batched_equals_per_pair_for_packed_texts_of_different_lengths(fitted):
                  per_pair.explain_many(items, progress=False))
     # and every row of a pass in one go gives the same numbers as 2 rows per pass
     one_pass = Explainer(model, tokenizer, n_steps=7, max_length=24, internal_batch_size=None,
-                         delta_tolerance=1.0)
+                         delta_tolerance=1.0, quadrature="gausslegendre")
     _assert_same(one_pass.explain_many(items, progress=False),
                  per_pair.explain_many(items, progress=False))
 
