@@ -38,7 +38,7 @@ NONE_MEANS_SOMETHING = ("head_learning_rate", "pos_weight_floor", "pos_weight_ca
 NOTEBOOK_HYPERPARAMETERS = ("epochs", "learning_rate", "head_learning_rate",
                             "batch_size", "pos_weight_strategy", "pos_weight_floor",
                             "pos_weight_cap", "seed", "early_stopping_patience", "eval_steps",
-                            "max_steps", "bf16")
+                            "max_steps", "bf16", "freeze_layers")
 # What makes a model what it is, as opposed to where it was written (paths, progress bars).
 RECIPE_KEYS = ("model_name", "epochs", "learning_rate", "head_learning_rate", "batch_size",
                "eval_batch_size", "max_length", "padding", "group_by_length",

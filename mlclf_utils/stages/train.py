@@ -42,6 +42,7 @@ class Config:
     eval_steps: int = TRAINING_DEFAULTS["eval_steps"]
     max_steps: int = TRAINING_DEFAULTS["max_steps"]
     bf16: str | bool = TRAINING_DEFAULTS["bf16"]
+    freeze_layers: int = TRAINING_DEFAULTS["freeze_layers"]
     nproc_per_node: int = 1
     probe_label: str | None = None
     teaching: bool = True

@@ -51,10 +51,23 @@ def test_notebook_defaults_pass_the_check():
     ("instance_count", True, "must be a positive integer"),
     ("teaching", "no", "must be True or False"),
     ("mode", "cloud", "choose one of"),
+    ("freeze_layers", -1, "must be >= 0"),
 ])
 def test_check_names_the_bad_parameter(name, value, message):
     with pytest.raises(ParameterError, match=rf"{name}.*{message}"):
         train.check({**train.Config().as_dict(), name: value})
+
+
+def test_the_notebooks_freeze_layers_reaches_the_trainer(monkeypatch, tmp_path):
+    """03's speed option (issue 14): a notebook value, not only a CLI flag, and it travels with
+    the other hyperparameters to the local trainer (and so to torchrun and SageMaker alike)."""
+    from mlclf_utils.modeling import train as trainer
+
+    seen = {}
+    monkeypatch.setattr(trainer, "run_training", lambda **kwargs: seen.update(kwargs) or {})
+    train.fine_tune(tmp_path, train.Config.from_params({"freeze_layers": 3, "epochs": 1}))
+    assert (seen["freeze_layers"], seen["epochs"], seen["run_dir"]) == (3, 1, str(tmp_path))
+    assert train.Config().freeze_layers == 0  # the default trains every layer
 
 
 def test_sagemaker_mode_outside_studio_needs_a_role_and_a_bucket(monkeypatch, tmp_path):
