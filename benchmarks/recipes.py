@@ -78,6 +78,8 @@ RECIPES = {
     # the same option on 03's default (LP-FT): its quality, and the time it frees for longer
     # texts (a run tokenized at max_length 256)
     "lpft-frozen3": {**LPFT, "freeze_layers": 3},
+    # a higher rate for the whole network after the probe: at 1e-4 validation still rose at epoch 3
+    "lpft-lr2e-4": {**LPFT, "learning_rate": 2e-4},
 }
 
 
