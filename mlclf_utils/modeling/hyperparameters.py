@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
              "preprocess_config.json, which 02 puts in every channel), else the packaged "
              "all-MiniLM-L6-v2. Another model than 01's is an error naming both")
     add("--epochs", type=float, default=3)
-    add("--learning_rate", "--lr", type=float, default=1e-4)
+    add("--learning_rate", "--lr", type=float, default=2e-4)
     add("--head_learning_rate", type=parse_optional_float, default=None,
         help="learning rate of the new classification head and the pooler; None (default) = "
              "learning_rate: the linear probe (head_init probe) has fitted the head already. "

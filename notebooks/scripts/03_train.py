@@ -28,7 +28,7 @@ run_dir = None                      # type: str|None  None: the run your 01 star
 # model_name and max_length are 01's choice: train.py reads them from 01's preprocess_config.json
 mode = "local"                      # type: str  "local" or "sagemaker"
 epochs = 3                          # type: int  passes over the train split
-learning_rate = 1e-4                # type: float  the encoder's learning rate
+learning_rate = 2e-4                # type: float  the encoder's learning rate
 head_learning_rate = None           # type: float|None  None: the encoder's rate (the linear probe fitted the head); about 3e-3 for a random head
 batch_size = 32                     # type: int  texts per optimizer step (per process)
 pos_weight_strategy = "sqrt"        # type: str  "none", "ratio", "sqrt" or "damped"

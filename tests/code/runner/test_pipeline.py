@@ -139,11 +139,11 @@ def _fork_with_03_by_hand(fake_run, tmp_path):
     return run
 
 
-@pytest.mark.parametrize("value", [5e-4, 1e-4])  # what 03 used, and the default it did not use
+@pytest.mark.parametrize("value", [5e-4, 2e-4])  # what 03 used, and the default it did not use
 def test_a_value_for_a_stage_stepped_through_by_hand_is_not_checked_against_the_defaults(
         fake_run, runs_root, tmp_path, value):
     run = _fork_with_03_by_hand(fake_run, tmp_path)
-    assert parameters.parameter_specs(parameters.stage_notebooks()[2])["learning_rate"].default == 1e-4
+    assert parameters.parameter_specs(parameters.stage_notebooks()[2])["learning_rate"].default == 2e-4
     with pytest.raises(ParameterError, match=r"learning_rate=.*cannot be checked: 03_train, "
                                              r"taken from .*, was stepped through by hand"):
         pipeline.plan_run({"learning_rate": value}, resume=run, first="04")
