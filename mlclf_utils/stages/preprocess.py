@@ -57,7 +57,7 @@ class PreprocessConfig:
     min_label_count: int = 10
     split_proportions: tuple = (0.8, 0.1, 0.1)
     model_name: str = DEFAULT_MODEL
-    max_length: int = 128
+    max_length: int = 256
     split_column: str | None = None
     split_values: dict = field(default_factory=dict)
     long_text: str = "truncate"  # or "chunks": data.windows (window_stride, max_windows too)

@@ -43,6 +43,7 @@ class Config:
     max_steps: int = TRAINING_DEFAULTS["max_steps"]
     bf16: str | bool = TRAINING_DEFAULTS["bf16"]
     freeze_layers: int = TRAINING_DEFAULTS["freeze_layers"]
+    attention_dropout: float | None = TRAINING_DEFAULTS["attention_dropout"]
     nproc_per_node: int = 1
     probe_label: str | None = None
     teaching: bool = True

@@ -40,6 +40,7 @@ eval_steps = 0                      # type: int  0: evaluate and checkpoint once
 max_steps = -1                      # type: int  -1 trains for all epochs; > 0 stops early (smoke runs)
 bf16 = "auto"                       # type: str|bool  bf16 autocast where the hardware has it; True/False force it
 freeze_layers = 0                   # type: int  > 0: keep the embeddings and the bottom N encoder layers fixed (3: ~1.5x faster steps, about a point of macro-F1 lost; docs/benchmarks.md)
+attention_dropout = 0.0             # type: float|None  dropout on attention weights; None: the encoder's own 0.1 (on CPUs it makes 256-token batches ~1.75x slower, for no macro-F1; docs/benchmarks.md)
 nproc_per_node = 1                  # type: int  > 1 runs the same script under torchrun (DDP)
 probe_label = None                  # type: str|None  the class for the pos_weight demo; None picks a rare one
 teaching = True                     # type: bool  run the loss walkthrough (sections 1-3); False: batch runs and sweeps, which only need the model

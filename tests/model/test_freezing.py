@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from mlclf_utils.errors import ParameterError
-from mlclf_utils.modeling import encoders, hyperparameters, train, trainer
+from mlclf_utils.modeling import encoders, hyperparameters, optimizer, train
 
 LABELS = ["audio", "video", "network"]
 FAST = dict(model_name=encoders.TINY_MODEL, epochs=1, batch_size=16, eval_batch_size=64,
@@ -30,11 +30,11 @@ def test_minilm_with_two_frozen_layers_trains_only_above_them(pooling):
     assert len(encoders.encoder_layers(model)) == 6
     encoders.freeze_bottom(model, 2, encoders.DEFAULT_MODEL)
     before = snapshot(model)
-    groups = trainer.optimizer_groups(model, learning_rate=1e-3, head_learning_rate=1e-2,
-                                      weight_decay=0.01)
+    groups = optimizer.optimizer_groups(model, learning_rate=1e-3, head_learning_rate=1e-2,
+                                        weight_decay=0.01)
     handed = {id(p) for group in groups for p in group["params"]}
     assert handed == {id(p) for p in model.parameters() if p.requires_grad}
-    optimizer = torch.optim.AdamW(groups, **trainer.adamw_options("fused"))
+    adamw = torch.optim.AdamW(groups, **optimizer.adamw_options("fused"))
     seen = []  # whether block 1's output is still in the autograd graph
     encoders.encoder_layers(model)[1].register_forward_hook(
         lambda module, inputs, output: seen.append(
@@ -45,10 +45,10 @@ def test_minilm_with_two_frozen_layers_trains_only_above_them(pooling):
     targets = torch.tensor([[1, 0, 1], [0, 0, 1], [0, 1, 0], [1, 0, 0]], dtype=torch.float32)
     model.train()
     for _ in range(3):
-        optimizer.zero_grad()
+        adamw.zero_grad()
         logits = model(**batch).logits
         torch.nn.functional.binary_cross_entropy_with_logits(logits, targets).backward()
-        optimizer.step()
+        adamw.step()
     assert seen == [False] * 3  # backward stops above block 1
     moved = changed(before, snapshot(model))
     base = model.base_model_prefix

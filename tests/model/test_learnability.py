@@ -9,7 +9,7 @@ real 01/02 code and train.py; the breakages are applied with monkeypatch, one at
 import pytest
 
 from mlclf_utils.data import dataset
-from mlclf_utils.modeling import loss, trainer
+from mlclf_utils.modeling import loss, optimizer
 from mlclf_utils.data.label_map import LabelMap
 
 pytestmark = pytest.mark.slow
@@ -41,13 +41,13 @@ def _rolled_targets_loss(monkeypatch):
 
 def _head_rate_on_the_encoder(monkeypatch):
     """The head's learning rate goes to every parameter except the head (an inverted test)."""
-    real = trainer.head_parameter_names
+    real = optimizer.head_parameter_names
 
     def inverted(model):
         head = real(model)
         return {name for name, _ in model.named_parameters() if name not in head}
 
-    monkeypatch.setattr(trainer, "head_parameter_names", inverted)
+    monkeypatch.setattr(optimizer, "head_parameter_names", inverted)
 
 
 def _shuffled_label_map(monkeypatch):

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from sklearn.metrics import f1_score
 
 from mlclf_utils import artifacts
-from mlclf_utils.modeling import hyperparameters, train, trainer
+from mlclf_utils.modeling import hyperparameters, optimizer, train, trainer
 from mlclf_utils.errors import MlclfError, ParameterError
 
 FAST = dict(model_name="mlclf/tiny-random-distilbert", epochs=1, batch_size=16,
@@ -177,6 +177,9 @@ def test_none_reaches_the_trainer_as_none_not_as_its_default():
     assert args.head_learning_rate is None and args.pos_weight_floor is None
     assert args.pos_weight_cap is None
     assert hyperparameters.to_argv({"pos_weight_floor": None, "run_dir": None}) == ["--pos_weight_floor", "none"]
+    # the encoder's own attention dropout, not the trainer's default of 0
+    assert hyperparameters.to_argv({"attention_dropout": None}) == ["--attention_dropout", "none"]
+    assert hyperparameters.check_hyperparameters({"attention_dropout": None}).attention_dropout is None
 
 
 def test_03_trains_with_01s_model_and_max_length_and_refuses_another_naming_both(smoke_run, minilm_dir):
@@ -220,7 +223,7 @@ def optimizer_rates(tmp_path, head_learning_rate=HEAD_LR):
     named = dict(model.named_parameters())
     trainable = {name for name, p in named.items() if p.requires_grad}
     assert {id(named[n]) for n in trainable} == set(rate), "every trainable parameter, once"
-    # Independent of trainer.head_parameter_names: the head is what is not in the base model.
+    # Independent of optimizer.head_parameter_names: the head is what is not in the base model.
     base = {id(p) for p in model.base_model.parameters()}
     head = {n for n in trainable if id(named[n]) not in base}
     assert {"classifier.weight", "classifier.bias"} <= head
@@ -239,7 +242,7 @@ def test_head_learning_rate_reaches_the_head_and_the_encoder_rate_the_rest(tmp_p
 def test_the_rate_check_catches_a_silently_ignored_head_rate(tmp_path, monkeypatch):
     # The breakage the check exists for: no parameter is recognised as the head's, so the head
     # trains at the encoder's rate and nothing errors.
-    monkeypatch.setattr(trainer, "head_parameter_names", lambda model: set())
+    monkeypatch.setattr(optimizer, "head_parameter_names", lambda model: set())
     assert optimizer_rates(tmp_path) == ({ENCODER_LR}, {ENCODER_LR})
 
 

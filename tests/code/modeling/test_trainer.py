@@ -7,12 +7,14 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from mlclf_utils.modeling import encoders, hyperparameters, trainer
+from mlclf_utils.errors import ParameterError
+from mlclf_utils.modeling import encoders, hyperparameters, optimizer, trainer
 
 LABELS = ["a", "b", "c"]
 
 
-def built_optimizer(tmp_path, *, adamw="fused", head_learning_rate=3e-3, freeze=False):
+def built_optimizer(tmp_path, *, adamw="fused", head_learning_rate=3e-3, freeze=False,
+                    layer_lr_decay=1.0):
     """(model, optimizer) as train() gets them: the Trainer's own create_optimizer_and_scheduler."""
     model = encoders.load_classifier(encoders.TINY_MODEL, LABELS)
     if freeze:
@@ -20,7 +22,8 @@ def built_optimizer(tmp_path, *, adamw="fused", head_learning_rate=3e-3, freeze=
     args = TrainingArguments(output_dir=str(tmp_path / "out"), learning_rate=1e-4,
                              weight_decay=0.01, report_to=[], use_cpu=True, warmup_steps=0)
     loop = trainer.make_trainer_class()(model=model, args=args, pos_weight=torch.ones(3),
-                                        head_learning_rate=head_learning_rate, adamw=adamw)
+                                        head_learning_rate=head_learning_rate, adamw=adamw,
+                                        layer_lr_decay=layer_lr_decay)
     loop.create_optimizer_and_scheduler(num_training_steps=10)
     return model, loop.optimizer
 
@@ -37,10 +40,42 @@ def test_the_adamw_implementation_reaches_the_optimizer(tmp_path, adamw, fused, 
     assert rates == ({3e-3, 1e-4} if head_learning_rate else {1e-4})
 
 
+def rate_of_each_parameter(model, built) -> dict[str, float]:
+    rate = {id(p): group["lr"] for group in built.param_groups for p in group["params"]}
+    return {name: rate[id(p)] for name, p in model.named_parameters()}
+
+
+def test_layer_lr_decay_gives_each_block_the_rate_of_the_one_above_times_the_decay(tmp_path):
+    model, built = built_optimizer(tmp_path, layer_lr_decay=0.5)
+    rates = rate_of_each_parameter(model, built)
+    blocks = len(encoders.encoder_layers(model))
+    assert blocks >= 2
+    head = optimizer.head_parameter_names(model)
+    assert head and {rates[name] for name in head} == {3e-3}  # the head keeps its own rate
+    for name, rate in rates.items():
+        if ".layer." in name and name not in head:
+            index = int(name.split(".layer.")[1].split(".")[0])
+            assert rate == pytest.approx(1e-4 * 0.5 ** (blocks - 1 - index)), name
+        elif ".embeddings." in name:
+            assert rate == pytest.approx(1e-4 * 0.5 ** blocks), name
+    top = [r for n, r in rates.items() if f".layer.{blocks - 1}." in n]
+    assert top and set(top) == {1e-4}  # the top block trains at learning_rate itself
+    # no decay: one encoder rate, as before the option existed
+    model, built = built_optimizer(tmp_path, layer_lr_decay=1.0)
+    assert {group["lr"] for group in built.param_groups} == {3e-3, 1e-4}
+
+
+def test_layer_lr_decay_outside_0_1_is_refused_by_name():
+    with pytest.raises(ParameterError, match="layer_lr_decay"):
+        hyperparameters.check_hyperparameters({"layer_lr_decay": 1.5})
+    with pytest.raises(ParameterError, match="layer_lr_decay"):
+        hyperparameters.check_hyperparameters({"layer_lr_decay": 0})
+
+
 def test_every_adamw_choice_has_its_options():
     assert set(hyperparameters.ADAMW_CHOICES) == {"fused", "foreach", "for_loop"}
     for choice in hyperparameters.ADAMW_CHOICES:
-        torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))], **trainer.adamw_options(choice))
+        torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))], **optimizer.adamw_options(choice))
 
 
 def test_frozen_embeddings_are_left_out_of_the_optimizer(tmp_path):
@@ -57,12 +92,12 @@ def one_step(implementation: str) -> list[torch.Tensor]:
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
     grads = [torch.randn_like(p) for p in params]
-    optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.01,
-                                  **trainer.adamw_options(implementation))
+    adamw = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.01,
+                              **optimizer.adamw_options(implementation))
     for _ in range(2):
         for p, g in zip(params, grads):
             p.grad = g.clone()
-        optimizer.step()
+        adamw.step()
     return [p.detach().clone() for p in params]
 
 

@@ -103,7 +103,7 @@ def test_run_dir_must_be_new_and_outside_every_run(fake_run, runs_root, tmp_path
 @pytest.mark.parametrize("params", [
     {"sample_size": 100},
     {"model_name": "mlclf/tiny-random-distilbert"},  # 01 tokenized with the default model
-    {"max_length": 64},                              # ... and cut the texts at 128 tokens
+    {"max_length": 64},                              # ... and cut the texts at 256 tokens
 ])
 def test_a_value_a_reused_stage_read_cannot_change_on_resume(fake_run, runs_root, tmp_path, params):
     run = fake_run(tmp_path, {"01_preprocess": "ok", "02_save_data": "ok"})
@@ -115,7 +115,7 @@ def test_a_value_a_reused_stage_read_cannot_change_on_resume(fake_run, runs_root
 
 def test_restating_a_reused_value_or_changing_a_training_seed_is_fine(fake_run, tmp_path):
     run = fake_run(tmp_path, {"01_preprocess": "ok", "02_save_data": "ok"})
-    plan = pipeline.plan_run({"sample_size": 4000, "max_length": 128, "seed": 7}, resume=run,
+    plan = pipeline.plan_run({"sample_size": 4000, "max_length": 256, "seed": 7}, resume=run,
                              first="03", last="04")
     assert [nb.stem for nb in plan.earlier] == ["01_preprocess", "02_save_data"]
     assert [nb.stem for nb in plan.selected] == ["03_train", "04_evaluate"]
