@@ -38,7 +38,7 @@ class Config:
     threshold_shrinkage: float = 0.0
     frozen_baseline: bool = True
     plain_baseline: bool = True
-    plain_budget: float = 0.15
+    plain_budget: float = 0.1
     batch_size: int = 64
     worst_n: int = 3
     sweep_dir: str | bool | None = None

@@ -36,7 +36,7 @@ class Config:
     max_pairs: int = 8
     oversample_factor: int = 3
     retrain: bool = True
-    retrain_budget: float = 0.15
+    retrain_budget: float = 0.1
 
     def __post_init__(self) -> None:
         check(asdict(self))

@@ -33,7 +33,7 @@ threshold_fallback = "global"   # type: str|float  "global" (one threshold tuned
 threshold_shrinkage = 0.0   # type: float  k: each tuned threshold moves toward the fallback by k/(support+k); 0 off
 frozen_baseline = True      # type: bool  the frozen-encoder baseline (one forward pass per text, no fine-tuning)
 plain_baseline = True       # type: bool  the plain-recipe baseline: a sweep's matching `none` combination, else one more (budget) training
-plain_budget = 0.15         # type: float  fraction of 03's epochs the plain recipe trains for when no sweep has it; 1.0: in full
+plain_budget = 0.1          # type: float  fraction of 03's epochs the plain recipe trains for when no sweep has it; 1.0: in full
 batch_size = 64             # type: int  texts per inference batch
 worst_n = 3                 # type: int  worst examples shown per class
 sweep_dir = None            # type: str|bool|None  a class-weight sweep to show; None: the newest on this data; False: none
@@ -199,7 +199,7 @@ display(label_audit.top_examples(audit_issues, n=5))
 #   0.5, which is what `problem_type="multi_label_classification"` gives out of the box. When a sweep
 #   on this data holds that exact recipe (its `none` combination), its model is reused and the column
 #   says `from sweep ...`; otherwise it is fine-tuned here for `plain_budget` of 03's epochs, and the
-#   column says so (for example `budget: 15% of 03's training`): a shorter training than ours, so read its gap as
+#   column says so (for example `budget: 10% of 03's training`): a shorter training than ours, so read its gap as
 #   an upper bound on what the class weights and tuned thresholds buy.
 
 # %%

@@ -49,7 +49,7 @@ internal_batch_size = 16  # type: int  forward passes hold this many max_length-
 max_pairs = 8             # type: int  suspicious (class, word) pairs turned into hard negatives
 oversample_factor = 3     # type: int  each hard negative appears this many times in the retrain set
 retrain = True            # type: bool  retrain with the hard negatives and compare with a control
-retrain_budget = 0.15     # type: float  fraction of 03's epochs for the retrain and its control (two trainings); 1.0: one full retrain compared with 03's model
+retrain_budget = 0.1      # type: float  fraction of 03's epochs for the retrain and its control (two trainings); 1.0: one full retrain compared with 03's model
 
 # %%
 from IPython.display import display

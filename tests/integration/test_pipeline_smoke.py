@@ -39,7 +39,7 @@ def test_smoke_pipeline_trains_evaluates_and_bundles_a_model(runs_root):
     report = read_json(evaluation / "report.json")
     assert set(report["comparison"]) >= {"fine-tuned, tuned thresholds", "TF-IDF + LR, tuned thresholds",
                                          "frozen encoder + LR, tuned thresholds",
-                                         "plain BCE @ 0.5 (budget: 15% of 03's training)"}
+                                         "plain BCE @ 0.5 (budget: 10% of 03's training)"}
     assert report["test_tuned"]["n_labels"] == 10
     # 03's LP-FT fits the head as a linear probe on MiniLM's vectors before its eight steps, so
     # the smoke model already knows these keyword labels (measured: macro-F1 0.95 at 0.5, 0.93
