@@ -5,11 +5,11 @@
 
 Each recipe is 03's trainer (``modeling.train.run_training``) with a few hyperparameters
 changed; ``pooling``, ``head_init``, ``freeze_embeddings`` and ``lr_scheduler_type`` are the
-options issue 13 added; ``lpft-lr2e-4`` is 03's default (``lpft`` at twice the encoder's
-rate, which beat it on the held-out pool's micro-F1 over three seeds each), ``lpft`` the
-default before it, and ``cls`` the recipe before LP-FT (``lpft-lr3e-4``, ``-bs16`` and
-``-damped`` lost to 03's default or tied it: docs/benchmarks.md; the ``-llrd`` recipes use
-the ``layer_lr_decay`` option session 10 added). Its model is scored
+options issue 13 added; ``lpft-lr2e-4-ad0`` on a 256-token run is 03's default since
+session 10 (``lpft-lr2e-4``, ``lpft`` at twice the encoder's rate, without attention dropout),
+``lpft-lr2e-4`` on a 128-token run the default before it, ``lpft`` the one before that,
+and ``cls`` the recipe before LP-FT (``lpft-lr3e-4``, ``-bs16``, ``-damped`` and ``-llrd0.8``
+lost or tied: docs/benchmarks.md). Its model is scored
 exactly as 04 scores one, with 04's defaults (``stages.evaluate.Config``: Platt calibration
 fitted on validation, per-label thresholds tuned on validation by
 ``thresholds.tune_thresholds`` with min_support 5 and the global fallback), then

@@ -55,7 +55,7 @@ class PreprocessConfig:
     cleaning: dict = field(default_factory=dict)
     label_case: str = "lower"
     min_label_count: int = 10
-    split_proportions: tuple = (0.8, 0.1, 0.1)
+    split_proportions: tuple = (0.7, 0.2, 0.1)
     model_name: str = DEFAULT_MODEL
     max_length: int = 256
     split_column: str | None = None
