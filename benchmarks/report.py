@@ -146,7 +146,7 @@ RECIPES_NOTE = (
     "with the head first fitted as a linear probe on frozen mean-pooled train features, then "
     "full fine-tuning at one rate; *cls* is the recipe before it (a random head on the CLS "
     "pooler at its own rate). 03's default is *lpft-lr2e-4-ad0* (LP-FT at 2e-4 without "
-    "attention dropout) on texts cut at 256 tokens, the runs named `ml256`. "
+    "attention dropout) on the run named `ml256-val20` (01's defaults since). "
     "A run named `full` is a run of all usable rows of the demo source instead of the demo's "
     "sample (the `-e1.2` recipes give it about the demo's three epochs' steps). A run named "
     "`ml256` is the demo's run with texts cut at 256 tokens instead of 128, made by `python -m "

@@ -373,4 +373,3 @@ def set_attention_dropout(model, probability: float) -> int:
     if isinstance(nested, dict):
         nested[field] = probability
     return changed
-

@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--attention_dropout", type=parse_optional_float, default=0.0,
         help="dropout on the attention probabilities; None = the encoder's own (0.1 for BERT "
              "and DistilBERT). 0 (default) trains 256-token batches about 1.75x as fast on "
-             "CPUs, at the same macro-F1 (docs/benchmarks.md)")
+             "CPUs, within seed noise of its macro-F1 (docs/benchmarks.md)")
     add("--lr_scheduler_type", choices=LR_SCHEDULER_CHOICES, default="linear",
         help="transformers' learning-rate schedule after the warmup")
     add("--adamw", choices=ADAMW_CHOICES, default="fused",
