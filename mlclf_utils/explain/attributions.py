@@ -70,10 +70,16 @@ def _model_labels(model) -> list[str]:
     return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
 
 
+# Integration nodes and rows per forward pass when nobody says: 05's defaults too.
+N_STEPS = 40
+INTERNAL_BATCH_SIZE = 16
+
+
 class Explainer:
     """Layer integrated gradients for one model, reused across texts and labels."""
 
-    def __init__(self, model, tokenizer, *, n_steps: int = 40, internal_batch_size: int | None = 16,
+    def __init__(self, model, tokenizer, *, n_steps: int = N_STEPS,
+                 internal_batch_size: int | None = INTERNAL_BATCH_SIZE,
                  max_length: int | None = None, delta_tolerance: float = 1e-2,
                  batched: bool = True, quadrature: str | None = None):
         """``max_length=None``: the model's own limit. A model folder's trained cut comes

@@ -16,6 +16,7 @@ import pandas as pd
 
 from mlclf_utils import artifacts
 from mlclf_utils.errors import DataError, ParameterError, check_positive_int, truncation_lines
+from mlclf_utils.explain import attributions
 
 STAGE = artifacts.EXPLAIN
 KINDS = ("fp", "fn")  # the mistakes explained: false positives, then false negatives
@@ -31,8 +32,8 @@ class Config:
 
     n_classes: int = 6
     n_per_kind: int = 3
-    n_steps: int = 40
-    internal_batch_size: int = 16
+    n_steps: int = attributions.N_STEPS
+    internal_batch_size: int = attributions.INTERNAL_BATCH_SIZE
     max_pairs: int = 8
     oversample_factor: int = 3
     retrain: bool = True
@@ -110,9 +111,7 @@ def load_inputs(run_dir) -> Inputs:
 
 def load_explainer(inputs: Inputs, config: Config):
     """Integrated gradients on 03's model, cutting texts where 04's ``Classifier`` cuts them."""
-    from mlclf_utils.explain.attributions import Explainer
-
-    return Explainer.from_model_dir(inputs.model_dir, n_steps=config.n_steps,
+    return attributions.Explainer.from_model_dir(inputs.model_dir, n_steps=config.n_steps,
                                     internal_batch_size=config.internal_batch_size)
 
 
